@@ -1,0 +1,3 @@
+from cwalld.cli import main
+
+raise SystemExit(main())

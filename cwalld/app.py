@@ -1,0 +1,71 @@
+"""The composition root: build every adapter from the config, wire them, run them in order.
+
+Start: storage (migrations) → consumers → pending confessions queued again → HTTP listens.
+Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes in-flight requests → consumers finish
+active jobs within ``queue.shutdown_grace`` → AI client and database closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from cwalld import http
+from cwalld.ai import AI
+from cwalld.config import Config
+from cwalld.queue import JobQueue
+from cwalld.queue.local import LocalQueue
+from cwalld.service import Wall
+from cwalld.storage.sqlite import SQLiteStorage
+
+log = structlog.get_logger("cwalld")
+
+HTTP_SHUTDOWN_TIMEOUT = 10.0
+
+
+def make_queue(config: Config) -> JobQueue:
+    return LocalQueue(config.queue)
+
+
+def build(config: Config) -> web.Application:
+    """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
+    storage = SQLiteStorage(config.storage.path)
+    queue = make_queue(config)
+    ai = AI(config.ai)
+    wall = Wall(config, storage, queue, ai)
+    app = http.create(config, wall)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        await storage.open()
+        await queue.start(wall)
+        await wall.requeue_pending()
+        yield
+        await queue.stop(config.queue.shutdown_grace)
+        await ai.close()
+        await storage.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+async def serve(config: Config) -> None:
+    app = build(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.server.host, config.server.port, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
+    await site.start()
+    log.info("serving", host=config.server.host, port=config.server.port, config=config.source,
+             queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
+             ai="on" if config.ai.api_key else "off (fallback replies)")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await runner.cleanup()
+    log.info("stopped")

@@ -1,0 +1,142 @@
+"""``cwalld`` on the command line: parse, call, print. Exit 0 ok, 1 failed, 2 bad config/usage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from cwalld import __version__, config as configmod
+from cwalld.config import Config, ConfigError
+
+T = TypeVar("T")
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run on uvloop where it is installed (it is a dependency; this keeps tests portable)."""
+    try:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro_fn())  # type: ignore[arg-type]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cwalld", description="Confession Wall daemon")
+    p.add_argument("--version", action="version", version=f"cwalld {__version__}")
+    p.add_argument("-c", "--config", help="TOML config file (default: $CWALLD_CONFIG, else built-in defaults)")
+    sub = p.add_subparsers(dest="command")
+    for name, text in (("serve", "run the daemon (the default)"), ("check", "check config, database, Redis and AI")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+    user = sub.add_parser("user", help="manage users (works on the database directly)")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    create = usub.add_parser("create", help="create a user; the password is read from stdin")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="make the user an admin")
+    create.add_argument("--password-stdin", action="store_true", required=True,
+                        help="read the password from standard input (never from the command line)")
+    create.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        cfg = configmod.load(getattr(args, "sub_config", None) or args.config)
+    except ConfigError as e:
+        print(f"cwalld: config error: {e}", file=sys.stderr)
+        return 2
+    command = args.command or "serve"
+    if command == "serve":
+        from cwalld import app, logs
+
+        logs.setup(cfg.log.level, cfg.log.format)
+        run(lambda: app.serve(cfg))
+        return 0
+    if command == "check":
+        return run(lambda: check(cfg))
+    if command == "user":
+        return run(lambda: user_create(cfg, args.username, sys.stdin.readline().rstrip("\r\n"), args.admin))
+    return 2  # pragma: no cover
+
+
+async def check(cfg: Config) -> int:
+    """One line per component; exit 1 if any is not usable."""
+    from cwalld.ai import AI, AIError
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    ok = True
+
+    def line(name: str, state: str, detail: str = "") -> None:
+        print(f"{name:<8} {state:<9} {detail}".rstrip())
+
+    line("config", "ok", cfg.source)
+    storage = SQLiteStorage(cfg.storage.path)
+    try:
+        await storage.open()
+        await storage.ping()
+        line("storage", "ok", cfg.storage.path)
+    except Exception as e:  # noqa: BLE001
+        ok = False
+        line("storage", "FAILED", f"{cfg.storage.path}: {e}")
+    finally:
+        await storage.close()
+    if cfg.redis.url:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(cfg.redis.url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            await client.ping()
+            line("redis", "ok", _redact(cfg.redis.url))
+        except Exception as e:  # noqa: BLE001
+            ok = False
+            line("redis", "FAILED", f"{_redact(cfg.redis.url)}: {e}")
+        finally:
+            await client.aclose()
+    else:
+        line("redis", "disabled", "embedded queue and cache")
+    ai = AI(cfg.ai)
+    if ai.enabled:
+        try:
+            await ai.ping()
+            line("ai", "ok", cfg.ai.base_url)
+        except AIError as e:
+            ok = False
+            line("ai", "FAILED", f"{cfg.ai.base_url}: {e}")
+        finally:
+            await ai.close()
+    else:
+        line("ai", "disabled", "no api key: confessions get fallback replies")
+    return 0 if ok else 1
+
+
+async def user_create(cfg: Config, username: str, password: str, admin: bool) -> int:
+    from cwalld.domain import DomainError
+    from cwalld.service import create_user
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    storage = SQLiteStorage(cfg.storage.path)
+    await storage.open()
+    try:
+        user = await create_user(storage, username, password, admin=admin)
+    except DomainError as e:
+        print(f"cwalld: {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        await storage.close()
+    print(f"created user {user.username} (id {user.id}{', admin' if user.is_admin else ''})")
+    return 0
+
+
+def _redact(url: str) -> str:
+    """The Redis URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.split("@", 1)[1]
+    return scheme + sep + rest

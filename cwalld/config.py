@@ -1,0 +1,302 @@
+"""Configuration: a TOML file plus environment overrides, turned into frozen dataclasses.
+
+Every key is declared once, as a dataclass field with its default; the loader walks those
+fields, so an unknown key, a wrong type or an impossible value is reported with the file and
+the dotted key that is wrong (``ConfigError``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from croniter import croniter
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased for the operator: ``file: key: what is wrong``."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True)
+class Server:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 16384
+    cors_origins: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Storage:
+    path: str = "./data/cwall.db"
+
+
+@dataclass(frozen=True)
+class Redis:
+    url: str = ""
+    prefix: str = "cwall:"
+
+
+@dataclass(frozen=True)
+class Queue:
+    concurrency: int = 5
+    job_timeout: float = 10.0
+    retries: int = 3
+    backoff: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])
+    shutdown_grace: float = 20.0
+
+
+DEFAULT_CRISIS = (
+    "Yalnız değilsin. Kendine zarar verme düşüncelerin varsa lütfen hemen 112'yi ara "
+    "ya da güvendiğin biriyle konuş."
+)
+
+
+@dataclass(frozen=True)
+class AI:
+    api_key: str = ""
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    request_timeout: float = 5.0
+    max_reply_chars: int = 600
+    language: str = "tr"
+    moderation: bool = True
+    moderation_model: str = "omni-moderation-latest"
+    crisis_message: str = DEFAULT_CRISIS
+    fallback_replies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Limits:
+    daily_confessions: int = 5
+    content_min: int = 10
+    content_max: int = 2000
+
+
+@dataclass(frozen=True)
+class Auth:
+    token_ttl_days: int = 30
+    login_attempts_per_minute: int = 10
+
+
+@dataclass(frozen=True)
+class Popular:
+    schedule: str = "0 */6 * * *"
+    threshold: int = 100
+
+
+@dataclass(frozen=True)
+class Log:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Category:
+    slug: str
+    name: str
+
+
+DEFAULT_CATEGORIES = [
+    Category("love", "Aşk"),
+    Category("night_attack", "Gece Saldırısı"),
+    Category("family", "Aile"),
+    Category("school", "Okul"),
+    Category("work", "İş"),
+    Category("friendship", "Arkadaşlık"),
+    Category("funny", "Komik"),
+    Category("regret", "Pişmanlık"),
+    Category("other", "Diğer"),
+]
+
+
+@dataclass(frozen=True)
+class Config:
+    server: Server = field(default_factory=Server)
+    storage: Storage = field(default_factory=Storage)
+    redis: Redis = field(default_factory=Redis)
+    queue: Queue = field(default_factory=Queue)
+    ai: AI = field(default_factory=AI)
+    limits: Limits = field(default_factory=Limits)
+    auth: Auth = field(default_factory=Auth)
+    popular: Popular = field(default_factory=Popular)
+    log: Log = field(default_factory=Log)
+    categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
+    source: str = "<defaults>"
+
+
+SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("categories", "source")}
+
+
+def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, str] | None = None) -> Config:
+    """Load ``path`` (else ``$CWALLD_CONFIG``, else defaults) and apply env overrides."""
+    env = os.environ if env is None else env
+    path = path or env.get("CWALLD_CONFIG") or None
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(source, "", "file not found") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(source, "", f"cannot read: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(source, "", f"not valid TOML: {e}") from None
+    return build(raw, source, env)
+
+
+def build(raw: dict[str, Any], source: str = "<dict>", env: typing.Mapping[str, str] | None = None) -> Config:
+    """Turn a parsed TOML document (plus env) into a checked ``Config``."""
+    env = {} if env is None else env
+    for key in raw:
+        if key not in SECTIONS and key != "categories":
+            raise ConfigError(source, key, "unknown section")
+    sections: dict[str, Any] = {}
+    for name, f in SECTIONS.items():
+        table = raw.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(source, name, "must be a table")
+        table = dict(table)
+        _apply_env(name, f.type, table, env, source)
+        sections[name] = _section(f.type, table, name, source)
+    sections["categories"] = _categories(raw.get("categories"), source)
+    cfg = Config(**sections, source=source)
+    _check(cfg)
+    return cfg
+
+
+def _section(cls_name: Any, table: dict[str, Any], section: str, source: str) -> Any:
+    cls = globals()[cls_name] if isinstance(cls_name, str) else cls_name
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            raise ConfigError(source, f"{section}.{key}", "unknown key")
+    hints = typing.get_type_hints(cls)
+    values = {k: _coerce(v, hints[k], f"{section}.{k}", source) for k, v in table.items()}
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(source, key, f"must be a list of {_name(item)}")
+        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, key, f"must be a number, not {value!r}")
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(source, key, f"must be {_name(hint)}, not {value!r}")
+    return value
+
+
+def _name(hint: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
+
+
+def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.Mapping[str, str], source: str) -> None:
+    """``CWALLD_<SECTION>_<KEY>`` for every scalar, plus the seed's REDIS_* and OPENAI_API_KEY."""
+    cls = globals()[cls_name] if isinstance(cls_name, str) else cls_name
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        var = f"CWALLD_{section}_{f.name}".upper()
+        if var in env and typing.get_origin(hints[f.name]) is not list:
+            table[f.name] = _parse_env(env[var], hints[f.name], var)
+    if section == "ai" and env.get("OPENAI_API_KEY") and "CWALLD_AI_API_KEY" not in env:
+        table["api_key"] = env["OPENAI_API_KEY"]
+    if section == "redis" and "CWALLD_REDIS_URL" not in env and (env.get("REDIS_HOST") or env.get("REDIS_PORT")):
+        host = env.get("REDIS_HOST") or "127.0.0.1"
+        port = env.get("REDIS_PORT") or "6379"
+        password = env.get("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        table["url"] = f"redis://{auth}{host}:{port}/0"
+
+
+def _parse_env(text: str, hint: Any, var: str) -> Any:
+    try:
+        if hint is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return hint(text)
+    except ValueError:
+        raise ConfigError("environment", var, f"must be {_name(hint)}, not {text!r}") from None
+
+
+def _categories(value: Any, source: str) -> list[Category]:
+    if value is None:
+        return list(DEFAULT_CATEGORIES)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(source, "categories", "must be a non-empty array of tables [[categories]]")
+    out: list[Category] = []
+    for i, item in enumerate(value):
+        key = f"categories[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(source, key, "must be a table with slug and name")
+        for k in item:
+            if k not in ("slug", "name"):
+                raise ConfigError(source, f"{key}.{k}", "unknown key")
+        for k in ("slug", "name"):
+            if not isinstance(item.get(k), str) or not item[k]:
+                raise ConfigError(source, f"{key}.{k}", "must be a non-empty string")
+        out.append(Category(item["slug"], item["name"]))
+    if len({c.slug for c in out}) != len(out):
+        raise ConfigError(source, "categories", "slugs must be unique")
+    return out
+
+
+def _check(cfg: Config) -> None:
+    """Values that have the right type but cannot work."""
+    s = cfg.source
+
+    def need(ok: bool, key: str, problem: str) -> None:
+        if not ok:
+            raise ConfigError(s, key, problem)
+
+    need(1 <= cfg.server.port <= 65535, "server.port", "must be between 1 and 65535")
+    need(cfg.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")
+    need(bool(cfg.storage.path), "storage.path", "must not be empty")
+    need(cfg.redis.url == "" or cfg.redis.url.split("://")[0] in ("redis", "rediss", "unix"),
+         "redis.url", "must start with redis://, rediss:// or unix://")
+    need(cfg.queue.concurrency >= 1, "queue.concurrency", "must be at least 1")
+    need(cfg.queue.job_timeout > 0, "queue.job_timeout", "must be greater than 0")
+    need(cfg.queue.shutdown_grace >= 0, "queue.shutdown_grace", "must not be negative")
+    need(cfg.queue.retries >= 0, "queue.retries", "must be 0 or more")
+    need(all(b >= 0 for b in cfg.queue.backoff), "queue.backoff", "delays must not be negative")
+    need(bool(cfg.queue.backoff) or cfg.queue.retries == 0, "queue.backoff", "needs at least one delay when retries > 0")
+    need(cfg.ai.request_timeout > 0, "ai.request_timeout", "must be greater than 0")
+    need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
+    need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
+    need(all(r.strip() for r in cfg.ai.fallback_replies), "ai.fallback_replies", "replies must not be empty")
+    need(cfg.limits.daily_confessions >= 1, "limits.daily_confessions", "must be at least 1")
+    need(1 <= cfg.limits.content_min <= cfg.limits.content_max, "limits.content_min",
+         "must be at least 1 and not above limits.content_max")
+    need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")
+    need(cfg.auth.login_attempts_per_minute >= 1, "auth.login_attempts_per_minute", "must be at least 1")
+    need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {cfg.popular.schedule!r}")
+    need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
+    need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")
+    need(cfg.log.format in ("json", "console"), "log.format", "must be json or console")
+
+
+def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """A copy with some keys changed, e.g. ``replace(cfg, queue={"retries": 0})`` (tests, CLI)."""
+    changes = {name: dataclasses.replace(getattr(cfg, name), **values) for name, values in sections.items()}
+    return dataclasses.replace(cfg, **changes)
+
+

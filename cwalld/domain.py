@@ -1,0 +1,148 @@
+"""The confession wall's nouns and rules. No I/O here: storage, HTTP and the AI live elsewhere."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+PENDING, PUBLISHED, REJECTED, DELETED = "pending", "published", "rejected", "deleted"
+VIRAL_BADGE = ("viral_confession", "Viral İtiraf")
+
+
+def now() -> str:
+    """UTC now as fixed-width RFC 3339, so that text order is time order (indexes, cursors)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_after(seconds: float) -> str:
+    return datetime.fromtimestamp(datetime.now(UTC).timestamp() + seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def seconds_until(iso: str) -> float:
+    return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp() - datetime.now(UTC).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    username: str
+    name: str | None
+    image: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Confession:
+    id: int
+    content: str
+    category: str
+    status: str
+    ai_response: str | None
+    ai_fallback: bool
+    empathy_count: int
+    is_popular: bool
+    created_at: str
+    published_at: str | None
+    anonymous: bool
+    author_id: int
+    # Filled by storage only where the author may be shown: never for an anonymous confession.
+    author: Author | None = None
+    rejection_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Badge:
+    code: str
+    name: str
+    awarded_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str
+    name: str | None
+    image: str | None
+    is_admin: bool
+    created_at: str
+    badges: list[Badge] = field(default_factory=list)
+
+    @property
+    def as_author(self) -> Author:
+        return Author(self.username, self.name, self.image)
+
+
+# --- errors: each says what went wrong in words a client can show; HTTP maps them to codes ---
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(DomainError):
+    code = "validation_error"
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class UsernameTaken(DomainError):
+    code = "username_taken"
+
+
+class TooMany(DomainError):
+    """A limit was hit; ``retry_after`` seconds until it frees up."""
+
+    def __init__(self, code: str, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = max(1, int(retry_after + 0.999))
+
+
+# --- validation ---
+
+USERNAME = re.compile(r"[a-z0-9_]{3,32}")
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_username(value: object) -> str:
+    if not isinstance(value, str) or not USERNAME.fullmatch(value):
+        raise Invalid({"username": "3 to 32 characters of a-z, 0-9 and _"})
+    return value
+
+
+def check_password(value: object) -> str:
+    if not isinstance(value, str) or len(value) < 8:
+        raise Invalid({"password": "at least 8 characters"})
+    if len(value) > 1024:
+        raise Invalid({"password": "at most 1024 characters"})
+    return value
+
+
+def clean_content(value: object, min_chars: int, max_chars: int) -> str:
+    """Trim, NFC-normalise, refuse control characters (newlines and tabs aside), bound length."""
+    if not isinstance(value, str):
+        raise Invalid({"content": "must be a string"})
+    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\t", " ")).strip()
+    if _CONTROL.search(text):
+        raise Invalid({"content": "must not contain control characters"})
+    if not min_chars <= len(text) <= max_chars:
+        raise Invalid({"content": f"must be {min_chars} to {max_chars} characters"})
+    return text

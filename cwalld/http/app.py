@@ -1,0 +1,65 @@
+"""The aiohttp application: middlewares (request id + access log, CORS, errors) and routes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from cwalld.config import Config
+from cwalld.http import errors, routes
+from cwalld.http.keys import CONFIG, WALL
+from cwalld.service import Wall
+
+log = structlog.get_logger("cwalld.http")
+
+
+@web.middleware
+async def context(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Give every request an id (echo a sane ``X-Request-ID``), and log one access line."""
+    sent = request.headers.get("X-Request-ID", "")
+    request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else uuid.uuid4().hex
+    started = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        response = await handler(request)
+        response.headers["X-Request-ID"] = request_id
+        log.info("request", method=request.method, path=request.path, status=response.status,
+                 ms=round((time.perf_counter() - started) * 1000, 1))
+    return response
+
+
+def cors(origins: list[str]):  # type: ignore[no-untyped-def]
+    allowed = set(origins)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        origin = request.headers.get("Origin")
+        ok = origin is not None and ("*" in allowed or origin in allowed)
+        if ok and request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            response: web.StreamResponse = web.Response(status=204, headers={
+                "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type, X-Request-ID",
+                "Access-Control-Max-Age": "600",
+            })
+        else:
+            response = await handler(request)
+        if ok:
+            response.headers["Access-Control-Allow-Origin"] = origin  # type: ignore[assignment]
+            response.headers["Access-Control-Expose-Headers"] = "X-Request-ID, Retry-After, ETag"
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return middleware
+
+
+def create(config: Config, wall: Wall) -> web.Application:
+    middlewares = [context, errors.errors]
+    if config.server.cors_origins:
+        middlewares.insert(1, cors(config.server.cors_origins))
+    app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
+    app[CONFIG] = config
+    app[WALL] = wall
+    routes.setup(app)
+    return app

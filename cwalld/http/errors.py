@@ -1,0 +1,77 @@
+"""One error shape for every failure: ``{"error": {"code", "message"[, "fields"]}}``.
+
+Domain errors map to their status here; anything unexpected becomes a logged 500 with no trace
+sent to the client.
+"""
+
+from __future__ import annotations
+
+import orjson
+import structlog
+from aiohttp import web
+
+from cwalld.domain import DomainError, Forbidden, Invalid, NotFound, TooMany, Unauthorized, UsernameTaken
+
+log = structlog.get_logger("cwalld.http")
+
+CODES = {
+    400: "invalid_json",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "username_taken",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal",
+    503: "unavailable",
+}
+STATUS = {Invalid: 422, NotFound: 404, Forbidden: 403, Unauthorized: 401, UsernameTaken: 409, TooMany: 429}
+
+
+class ApiError(Exception):
+    """An HTTP-level refusal (bad JSON, wrong media type) raised by handlers."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code or CODES[status]
+
+
+def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
+    body: dict[str, object] = {"code": code, "message": message}
+    headers = {}
+    if "fields" in extra:
+        body["fields"] = extra["fields"]
+    if "retry_after" in extra:
+        headers["Retry-After"] = str(extra["retry_after"])
+    if "allow" in extra:
+        headers["Allow"] = str(extra["allow"])
+    return web.Response(status=status, body=orjson.dumps({"error": body}), content_type="application/json", headers=headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    try:
+        return await handler(request)
+    except DomainError as e:
+        status = STATUS.get(type(e), 400)
+        extra: dict[str, object] = {}
+        if isinstance(e, Invalid):
+            extra["fields"] = e.fields
+        if isinstance(e, TooMany):
+            extra["retry_after"] = e.retry_after
+        return error_response(status, e.code, e.message, **extra)
+    except ApiError as e:
+        return error_response(e.status, e.code, e.message)
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        extra = {"allow": ", ".join(sorted(e.allowed_methods))} if isinstance(e, web.HTTPMethodNotAllowed) else {}
+        message = {404: "no such resource", 405: f"{request.method} is not allowed here",
+                   413: "request body too large"}.get(e.status, e.reason)
+        return error_response(e.status, CODES.get(e.status, "error"), message, **extra)
+    except Exception:
+        log.exception("unhandled_error", method=request.method, path=request.path)
+        return error_response(500, "internal", "internal error")

@@ -1,0 +1,33 @@
+"""JSON in and out of HTTP: orjson, bodies checked before a handler sees them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from cwalld.domain import Invalid
+from cwalld.http.errors import ApiError
+
+
+def dumps(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def respond(value: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(value), content_type="application/json")
+
+
+async def body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or a clear 415 / 400 / 413 / 422."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "send the body as application/json")
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(400, f"body is not valid JSON: {e.msg} at position {e.pos}") from None
+    if not isinstance(data, dict):
+        raise Invalid({"body": "must be a JSON object"})
+    return data

@@ -1,0 +1,9 @@
+"""Typed keys for what the aiohttp app carries."""
+
+from aiohttp import web
+
+from cwalld.config import Config
+from cwalld.service import Wall
+
+WALL = web.AppKey("wall", Wall)
+CONFIG = web.AppKey("config", Config)

@@ -1,0 +1,194 @@
+"""HTTP handlers: parse, call the service, shape JSON. No rules live here."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from cwalld.domain import Confession, Invalid, User
+from cwalld.http import auth
+from cwalld.http.json import body, respond
+from cwalld.http.keys import WALL
+from cwalld.http.openapi import document
+from cwalld.service import Page
+
+ID = r"{id:\d{1,18}}"
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/api/v1/openapi.json", openapi)
+    r.add_get("/api/v1/categories", categories)
+    r.add_get("/api/v1/stats", stats)
+    r.add_post("/api/v1/auth/register", register)
+    r.add_post("/api/v1/auth/login", login)
+    r.add_post("/api/v1/auth/logout", logout)
+    r.add_get("/api/v1/me", me)
+    r.add_get("/api/v1/me/confessions", my_confessions)
+    r.add_get("/api/v1/confessions", feed)
+    r.add_post("/api/v1/confessions", post_confession)
+    r.add_get("/api/v1/confessions/popular", popular)
+    r.add_get(f"/api/v1/confessions/{ID}", get_confession)
+    r.add_delete(f"/api/v1/confessions/{ID}", delete_confession)
+    r.add_put(f"/api/v1/confessions/{ID}/empathy", empathy_on)
+    r.add_delete(f"/api/v1/confessions/{ID}/empathy", empathy_off)
+    r.add_get("/api/v1/admin/queue", admin_queue)
+
+
+# --- shaping ---
+
+
+def confession_json(c: Confession, empathized: bool, viewer: User | None) -> dict[str, object]:
+    out: dict[str, object] = {
+        "id": c.id,
+        "content": c.content,
+        "category": c.category,
+        "status": c.status,
+        "ai_response": c.ai_response,
+        "ai_fallback": c.ai_fallback,
+        "empathy_count": c.empathy_count,
+        "is_popular": c.is_popular,
+        "created_at": c.created_at,
+        "published_at": c.published_at,
+        # Storage fills ``author`` only for named confessions, the service for the author's own view.
+        "author": {"username": c.author.username, "name": c.author.name, "image": c.author.image} if c.author else None,
+        "empathized": empathized,
+    }
+    if viewer is not None and viewer.id == c.author_id:
+        out["rejection_reason"] = c.rejection_reason
+    return out
+
+
+def user_json(u: User) -> dict[str, object]:
+    return {
+        "id": u.id,
+        "username": u.username,
+        "name": u.name,
+        "image": u.image,
+        "is_admin": u.is_admin,
+        "badges": [{"code": b.code, "name": b.name, "awarded_at": b.awarded_at} for b in u.badges],
+        "created_at": u.created_at,
+    }
+
+
+def page_json(page: Page, viewer: User | None, with_cursor: bool = True) -> dict[str, object]:
+    out: dict[str, object] = {"items": [confession_json(c, c.id in page.empathized, viewer) for c in page.items]}
+    if with_cursor:
+        out["next_cursor"] = page.next_cursor
+    return out
+
+
+def limit_param(request: web.Request, default: int = 20, most: int = 50) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise Invalid({"limit": f"an integer from 1 to {most}"})
+    return int(raw)
+
+
+def id_param(request: web.Request) -> int:
+    return int(request.match_info["id"])
+
+
+# --- public ---
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return respond({"status": "ok"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return respond(document())
+
+
+async def categories(request: web.Request) -> web.Response:
+    return respond({"categories": [{"slug": s, "name": n} for s, n in request.app[WALL].categories.items()]})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return respond(await request.app[WALL].stats())
+
+
+async def feed(request: web.Request) -> web.Response:
+    viewer = await auth.viewer(request)
+    page = await request.app[WALL].feed(
+        viewer, request.query.get("category"), limit_param(request), request.query.get("cursor")
+    )
+    return respond(page_json(page, viewer))
+
+
+async def popular(request: web.Request) -> web.Response:
+    viewer = await auth.viewer(request)
+    page = await request.app[WALL].popular(viewer, limit_param(request))
+    return respond(page_json(page, viewer, with_cursor=False))
+
+
+async def get_confession(request: web.Request) -> web.Response:
+    viewer = await auth.viewer(request)
+    c, marked = await request.app[WALL].get(viewer, id_param(request))
+    return respond({"confession": confession_json(c, marked, viewer)})
+
+
+# --- accounts ---
+
+
+async def register(request: web.Request) -> web.Response:
+    data = await body(request)
+    token, user = await request.app[WALL].register(data.get("username"), data.get("password"), data.get("name"))
+    return respond({"token": token, "user": user_json(user)}, status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    data = await body(request)
+    token, user = await request.app[WALL].login(data.get("username"), data.get("password"))
+    return respond({"token": token, "user": user_json(user)})
+
+
+async def logout(request: web.Request) -> web.Response:
+    await auth.signed_in(request)
+    await request.app[WALL].logout(auth.bearer(request) or "")
+    return web.Response(status=204)
+
+
+async def me(request: web.Request) -> web.Response:
+    return respond({"user": user_json(await auth.signed_in(request))})
+
+
+async def my_confessions(request: web.Request) -> web.Response:
+    user = await auth.signed_in(request)
+    page = await request.app[WALL].mine(user, limit_param(request), request.query.get("cursor"))
+    return respond(page_json(page, user))
+
+
+# --- signed in ---
+
+
+async def post_confession(request: web.Request) -> web.Response:
+    user = await auth.signed_in(request)
+    data = await body(request)
+    c = await request.app[WALL].post(user, data.get("content"), data.get("category"), data.get("anonymous", True))
+    return respond({"confession": confession_json(c, False, user)}, status=202)
+
+
+async def delete_confession(request: web.Request) -> web.Response:
+    await request.app[WALL].delete(await auth.signed_in(request), id_param(request))
+    return web.Response(status=204)
+
+
+async def empathy_on(request: web.Request) -> web.Response:
+    count = await request.app[WALL].empathy(await auth.signed_in(request), id_param(request), True)
+    return respond({"empathy_count": count, "empathized": True})
+
+
+async def empathy_off(request: web.Request) -> web.Response:
+    count = await request.app[WALL].empathy(await auth.signed_in(request), id_param(request), False)
+    return respond({"empathy_count": count, "empathized": False})
+
+
+# --- admin ---
+
+
+async def admin_queue(request: web.Request) -> web.Response:
+    await auth.admin(request)
+    return respond(await request.app[WALL].queue_stats())

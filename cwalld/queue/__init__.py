@@ -1,0 +1,91 @@
+"""The job queue port: one AI job per pending confession, run by a pool of consumers.
+
+Backends (``queue.local`` in-process, ``queue.redis`` shared) own *where* jobs wait; what an
+attempt means — the timeout, the retry schedule, the last-resort ``give_up`` — lives here once,
+in ``run_attempt``, so both backends behave the same and one contract suite tests both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import structlog
+
+from cwalld.config import Queue as QueueSettings
+
+log = structlog.get_logger("cwalld.queue")
+
+
+class Handler(Protocol):
+    async def run(self, confession_id: int) -> None:
+        """Do the job; raise to have it retried. Must be idempotent: it may run twice."""
+
+    async def give_up(self, confession_id: int) -> None:
+        """Called once every retry has failed (e.g. publish with a fallback reply)."""
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, confession_id: int) -> bool:
+        """Queue the confession's job; False if it already has one waiting, delayed or active."""
+
+    async def start(self, handler: Handler) -> None: ...
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking jobs; let active ones finish for up to ``grace`` seconds."""
+
+    async def stats(self) -> dict[str, int]:
+        """``{waiting, active, completed, failed, delayed, total}``."""
+
+    async def clean(self, grace: float) -> int:
+        """Forget finished job records older than ``grace`` seconds; returns how many."""
+
+    async def retry_failed(self) -> int:
+        """Queue every failed job again; returns how many."""
+
+
+Outcome = Literal["completed", "fallback", "retry", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    outcome: Outcome
+    delay: float = 0.0
+    error: str | None = None
+
+
+async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, confession_id: int, attempt: int) -> Result:
+    """Run attempt number ``attempt`` (1-based) of a job and say what should happen next."""
+    started = time.perf_counter()
+    ctx = {"job_id": job_id, "confession_id": confession_id, "attempt": attempt}
+    try:
+        async with asyncio.timeout(settings.job_timeout):
+            await handler.run(confession_id)
+    except Exception as e:  # noqa: BLE001 - every failure of a job is retried, then given up
+        error = _describe(e)
+        if attempt <= settings.retries:
+            delay = settings.backoff[min(attempt - 1, len(settings.backoff) - 1)]
+            log.warning("job_retried", **ctx, error=error, delay=delay, ms=_ms(started))
+            return Result("retry", delay, error)
+        try:
+            async with asyncio.timeout(settings.job_timeout):
+                await handler.give_up(confession_id)
+        except Exception as e2:  # noqa: BLE001
+            log.error("job_failed", **ctx, error=f"{error}; give_up: {_describe(e2)}", ms=_ms(started))
+            return Result("failed", error=_describe(e2))
+        log.info("job_fallback_used", **ctx, error=error, ms=_ms(started))
+        return Result("fallback", error=error)
+    log.info("job_completed", **ctx, ms=_ms(started))
+    return Result("completed")
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    return f"{type(e).__name__}: {e}"[:300]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

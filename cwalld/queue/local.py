@@ -1,0 +1,118 @@
+"""The in-process queue: an ``asyncio.Queue`` of confession ids and timers for delayed retries.
+
+Nothing here survives the process, and nothing needs to: a job exists only for a confession that
+SQLite holds as pending, and the daemon queues every pending confession again when it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from cwalld.config import Queue as QueueSettings
+from cwalld.queue import Handler, run_attempt
+
+KEEP_FINISHED = 1000
+"""Finished job records kept for stats and retry_failed; older ones are dropped first."""
+
+
+@dataclass(slots=True)
+class _Job:
+    id: str
+    confession_id: int
+    state: str = "waiting"  # waiting | active | delayed
+    attempt: int = 0
+
+
+class LocalQueue:
+    def __init__(self, settings: QueueSettings) -> None:
+        self.settings = settings
+        self._ids = itertools.count(1)
+        self._ready: asyncio.Queue[int] = asyncio.Queue()
+        self._live: dict[int, _Job] = {}  # by confession id: at most one job each
+        self._timers: dict[int, asyncio.TimerHandle] = {}
+        # job id -> (state, finished monotonic time, confession id)
+        self._finished: OrderedDict[str, tuple[str, float, int]] = OrderedDict()
+        self._consumers: list[asyncio.Task[None]] = []
+        self._idle: set[asyncio.Task[None]] = set()
+        self._handler: Handler | None = None
+
+    async def enqueue(self, confession_id: int) -> bool:
+        if confession_id in self._live:
+            return False
+        self._live[confession_id] = _Job(f"{confession_id}:{next(self._ids)}", confession_id)
+        self._ready.put_nowait(confession_id)
+        return True
+
+    async def start(self, handler: Handler) -> None:
+        self._handler = handler
+        self._consumers = [
+            asyncio.create_task(self._consume(), name=f"consumer-{i}") for i in range(self.settings.concurrency)
+        ]
+
+    async def stop(self, grace: float) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._idle:
+            task.cancel()
+        busy = [t for t in self._consumers if t not in self._idle]
+        if busy:
+            await asyncio.wait(busy, timeout=grace)
+        for task in self._consumers:
+            task.cancel()
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        self._consumers = []
+
+    async def _consume(self) -> None:
+        me = asyncio.current_task()
+        assert me is not None and self._handler is not None
+        while True:
+            self._idle.add(me)
+            try:
+                cid = await self._ready.get()
+            finally:
+                self._idle.discard(me)
+            job = self._live[cid]
+            job.state, job.attempt = "active", job.attempt + 1
+            result = await run_attempt(self._handler, self.settings, job.id, cid, job.attempt)
+            if result.outcome == "retry":
+                job.state = "delayed"
+                self._timers[cid] = asyncio.get_running_loop().call_later(result.delay, self._due, cid)
+            else:
+                del self._live[cid]
+                self._record(job.id, "failed" if result.outcome == "failed" else "completed", cid)
+
+    def _due(self, cid: int) -> None:
+        self._timers.pop(cid, None)
+        self._live[cid].state = "waiting"
+        self._ready.put_nowait(cid)
+
+    def _record(self, job_id: str, state: str, cid: int) -> None:
+        self._finished[job_id] = (state, time.monotonic(), cid)
+        while len(self._finished) > KEEP_FINISHED:
+            self._finished.popitem(last=False)
+
+    async def stats(self) -> dict[str, int]:
+        counts = {"waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0}
+        for job in self._live.values():
+            counts[job.state] += 1
+        for state, _, _ in self._finished.values():
+            counts[state] += 1
+        return {**counts, "total": sum(counts.values())}
+
+    async def clean(self, grace: float) -> int:
+        cutoff = time.monotonic() - grace
+        old = [jid for jid, (_, at, _) in self._finished.items() if at <= cutoff]
+        for jid in old:
+            del self._finished[jid]
+        return len(old)
+
+    async def retry_failed(self) -> int:
+        failed = [(jid, cid) for jid, (state, _, cid) in self._finished.items() if state == "failed"]
+        for jid, _ in failed:
+            del self._finished[jid]
+        return sum([await self.enqueue(cid) for _, cid in failed])

@@ -1,0 +1,270 @@
+"""Use cases of the confession wall. Knows the ports (storage, queue, AI), not aiohttp or Redis.
+
+Every entrypoint — HTTP handlers, queue consumers, the CLI — calls in here, so the rules live once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+
+import argon2
+import structlog
+
+from cwalld import domain
+from cwalld.ai import AI, AIError, Verdict
+from cwalld.config import Config
+from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession, Invalid, NotFound, TooMany, Unauthorized, User
+from cwalld.queue import JobQueue
+from cwalld.storage import Cursor, Storage
+
+log = structlog.get_logger("cwalld.service")
+_hasher = argon2.PasswordHasher()
+# Verified against when the username does not exist, so a login takes as long either way.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Confession]
+    empathized: set[int]
+    next_cursor: str | None
+
+
+class Wall:
+    def __init__(self, config: Config, storage: Storage, queue: JobQueue, ai: AI) -> None:
+        self.config = config
+        self.storage = storage
+        self.queue = queue
+        self.ai = ai
+        self.categories = {c.slug: c.name for c in config.categories}
+        self._logins = LoginWindow(config.auth.login_attempts_per_minute)
+
+    # --- accounts ---
+
+    async def register(self, username: object, password: object, name: object = None) -> tuple[str, User]:
+        username = domain.check_username(username)
+        password = domain.check_password(password)
+        if name is not None and (not isinstance(name, str) or len(name.strip()) > 64):
+            raise Invalid({"name": "a string of at most 64 characters"})
+        user = await create_user(self.storage, username, password, name.strip() or None if isinstance(name, str) else None)
+        return await self._new_session(user), user
+
+
+    async def login(self, username: object, password: object) -> tuple[str, User]:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise Invalid({"username": "required string", "password": "required string"})
+        self._logins.hit(username)
+        found = await self.storage.credentials(username)
+        ok = await asyncio.to_thread(_verify, found[1] if found else _DUMMY_HASH, password)
+        if not (found and ok):
+            raise Unauthorized("wrong username or password")
+        return await self._new_session(found[0]), found[0]
+
+    async def _new_session(self, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        await self.storage.create_session(user.id, _token_hash(token), domain.iso_after(self.config.auth.token_ttl_days * DAY))
+        return token
+
+    async def authenticate(self, token: str) -> User | None:
+        return await self.storage.session_user(_token_hash(token))
+
+    async def logout(self, token: str) -> None:
+        await self.storage.delete_session(_token_hash(token))
+
+    # --- confessions ---
+
+    async def post(self, user: User, content: object, category: object, anonymous: object = True) -> Confession:
+        limits = self.config.limits
+        errors: dict[str, str] = {}
+        try:
+            text = domain.clean_content(content, limits.content_min, limits.content_max)
+        except Invalid as e:
+            errors.update(e.fields)
+        if category not in self.categories:
+            errors["category"] = "one of " + ", ".join(self.categories)
+        if not isinstance(anonymous, bool):
+            errors["anonymous"] = "must be true or false"
+        if errors:
+            raise Invalid(errors)
+        since = domain.iso_after(-DAY)
+        confession = await self.storage.add_confession(
+            user.id, text, category, anonymous, limits.daily_confessions, since  # type: ignore[arg-type]
+        )
+        if confession is None:
+            oldest = await self.storage.oldest_since(user.id, since)
+            wait = domain.seconds_until(oldest) + DAY if oldest else DAY
+            raise TooMany("daily_limit", f"at most {limits.daily_confessions} confessions a day", wait)
+        log.info("confession_created", confession_id=confession.id, category=confession.category)
+        # The confession is committed; if queueing fails, the recovery sweep queues it later.
+        try:
+            await self.queue.enqueue(confession.id)
+        except Exception as e:  # noqa: BLE001
+            log.warning("enqueue_failed", confession_id=confession.id, error=str(e))
+        return _with_author(confession, user)
+
+    async def feed(self, viewer: User | None, category: str | None, limit: int, cursor: str | None) -> Page:
+        if category is not None and category not in self.categories:
+            raise Invalid({"category": "one of " + ", ".join(self.categories)})
+        items = await self.storage.feed(category, limit + 1, decode_cursor(cursor))
+        return await self._page(viewer, items, limit, lambda c: (c.published_at or "", c.id))
+
+    async def popular(self, viewer: User | None, limit: int) -> Page:
+        return await self._page(viewer, await self.storage.popular(limit), limit, None)
+
+    async def mine(self, user: User, limit: int, cursor: str | None) -> Page:
+        items = await self.storage.by_author(user.id, limit + 1, decode_cursor(cursor))
+        items = [_with_author(c, user) for c in items]
+        return await self._page(user, items, limit, lambda c: (c.created_at, c.id))
+
+    async def _page(self, viewer: User | None, items: list[Confession], limit: int, key) -> Page:  # type: ignore[no-untyped-def]
+        next_cursor = encode_cursor(key(items[limit - 1])) if key and len(items) > limit else None
+        items = items[:limit]
+        marks = await self.storage.empathized(viewer.id, [c.id for c in items]) if viewer else set()
+        return Page(items, marks, next_cursor)
+
+    async def get(self, viewer: User | None, confession_id: int) -> tuple[Confession, bool]:
+        c = await self.storage.confession(confession_id)
+        mine = c is not None and viewer is not None and c.author_id == viewer.id
+        if c is None or c.status == domain.DELETED or (c.status != PUBLISHED and not mine):
+            raise NotFound("no such confession")
+        marked = bool(viewer and await self.storage.empathized(viewer.id, [c.id]))
+        return (_with_author(c, viewer) if mine and viewer else c), marked
+
+    async def delete(self, user: User, confession_id: int) -> None:
+        c = await self.storage.confession(confession_id)
+        mine = c is not None and c.author_id == user.id
+        if c is None or c.status == domain.DELETED or not (c.status == PUBLISHED or mine or user.is_admin):
+            raise NotFound("no such confession")
+        if not (mine or user.is_admin):
+            raise domain.Forbidden("only the author or an admin can delete a confession")
+        await self.storage.delete_confession(confession_id)
+        log.info("confession_deleted", confession_id=confession_id)
+
+    async def empathy(self, user: User, confession_id: int, on: bool) -> int:
+        count = await self.storage.set_empathy(user.id, confession_id, on)
+        if count is None:
+            raise NotFound("no such published confession")
+        return count
+
+    async def stats(self) -> dict[str, object]:
+        return await self.storage.stats()
+
+    async def queue_stats(self) -> dict[str, int]:
+        return await self.queue.stats()
+
+    async def requeue_pending(self, older_than: str | None = None) -> int:
+        """Queue every pending confession (at start: whatever a crash or restart left behind)."""
+        queued = 0
+        for cid in await self.storage.pending_ids(older_than):
+            queued += await self.queue.enqueue(cid)
+        if queued:
+            log.info("pending_requeued", count=queued)
+        return queued
+
+    # --- the AI job (a queue Handler) ---
+
+    async def run(self, confession_id: int) -> None:
+        """Moderate, reply, publish. Raises on AI failure so the queue retries."""
+        c = await self.storage.confession(confession_id)
+        if c is None or c.status != PENDING:
+            return
+        if not self.ai.enabled:
+            await self._publish(c, self.ai.fallback(c.id), fallback=True)
+            return
+        verdict = await self.ai.moderate(c.content)
+        if verdict.rejected:
+            if await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected):
+                log.info("confession_rejected", confession_id=c.id)
+            return
+        reply = await self.ai.reply(c.content)
+        await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=False)
+
+    async def give_up(self, confession_id: int) -> None:
+        """Every attempt failed: publish with a fallback reply (moderation honoured if it answers)."""
+        c = await self.storage.confession(confession_id)
+        if c is None or c.status != PENDING:
+            return
+        reply = self.ai.fallback(c.id)
+        try:
+            verdict = await self.ai.moderate(c.content)
+        except AIError:
+            verdict = Verdict()  # moderation is down too: publish, as with any AI outage
+        if verdict.rejected:
+            await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected)
+            return
+        await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=True)
+
+    async def _publish(self, c: Confession, reply: str, fallback: bool) -> None:
+        if await self.storage.finish(c.id, PUBLISHED, reply, fallback, None):
+            log.info("confession_published", confession_id=c.id, ai_fallback=fallback)
+
+
+class LoginWindow:
+    """At most ``limit`` login attempts per username in any 60 s (in-process sliding window)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._hits: dict[str, deque[float]] = {}
+
+    def hit(self, key: str) -> None:
+        t = time.monotonic()
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= t - 60:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            raise TooMany("rate_limited", "too many login attempts; try again later", hits[0] + 60 - t)
+        hits.append(t)
+        if len(self._hits) > 10000:  # bounded memory: forget users with no recent attempt
+            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > t - 60}
+
+
+async def create_user(storage: Storage, username: str, password: str, name: str | None = None,
+                      admin: bool = False) -> User:
+    """Shared by registration and the offline ``cwalld user create``."""
+    domain.check_username(username)
+    domain.check_password(password)
+    hashed = await asyncio.to_thread(_hasher.hash, password)
+    return await storage.create_user(username, hashed, name, admin)
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except argon2.exceptions.VerificationError:
+        return False
+    except argon2.exceptions.InvalidHashError:
+        return False
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _with_author(c: Confession, user: User) -> Confession:
+    """The author's own view: their name is shown to them even on an anonymous confession."""
+    return replace(c, author=user.as_author)
+
+
+def encode_cursor(key: Cursor) -> str:
+    return base64.urlsafe_b64encode(f"{key[0]}|{key[1]}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Cursor | None:
+    if cursor is None:
+        return None
+    try:
+        ts, _, ident = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
+        if len(ts) != 27 or not ident.isdigit():
+            raise ValueError
+        return ts, int(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid({"cursor": "not a cursor this API returned"}) from None

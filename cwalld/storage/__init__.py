@@ -1,0 +1,56 @@
+"""The storage port: everything cwalld keeps, behind one small interface.
+
+SQLite (``storage.sqlite``) is the source of truth; queues and caches may forget, this may not.
+All SQL lives in the adapters, so a PostgreSQL one can slot in beside the SQLite one.
+Anonymous authors never leave this layer: rows of anonymous confessions carry ``author=None``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from cwalld.domain import Confession, User
+
+Cursor = tuple[str, int]
+"""Keyset position: (timestamp, id) of the last item a page returned."""
+
+
+class Storage(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+
+    # users and sessions
+    async def create_user(self, username: str, password_hash: str, name: str | None, is_admin: bool) -> User:
+        """Raises ``UsernameTaken``."""
+    async def credentials(self, username: str) -> tuple[User, str] | None: ...
+    async def user(self, user_id: int) -> User | None: ...
+    async def create_session(self, user_id: int, token_hash: str, expires_at: str) -> None: ...
+    async def session_user(self, token_hash: str) -> User | None:
+        """The user of an unexpired session, else None."""
+    async def delete_session(self, token_hash: str) -> None: ...
+
+    # confessions
+    async def add_confession(
+        self, author_id: int, content: str, category: str, anonymous: bool, daily_limit: int, since: str
+    ) -> Confession | None:
+        """Insert as pending unless the author already has ``daily_limit`` since ``since``
+        (then None). One atomic step, so the limit is exact under concurrency."""
+    async def oldest_since(self, author_id: int, since: str) -> str | None: ...
+    async def confession(self, confession_id: int) -> Confession | None: ...
+    async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]: ...
+    async def popular(self, limit: int) -> list[Confession]: ...
+    async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]: ...
+    async def delete_confession(self, confession_id: int) -> bool: ...
+    async def finish(
+        self, confession_id: int, status: str, ai_response: str | None, ai_fallback: bool, rejection_reason: str | None
+    ) -> bool:
+        """Publish or reject a pending confession; False (and no change) if it was not pending."""
+    async def pending_ids(self, older_than: str | None = None) -> list[int]: ...
+
+    # empathy
+    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> int | None:
+        """Idempotent; returns the new count, or None if the confession is not published."""
+    async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]: ...
+
+    async def stats(self) -> dict[str, object]: ...

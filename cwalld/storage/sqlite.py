@@ -1,0 +1,286 @@
+"""SQLite storage through aiosqlite: the source of truth.
+
+One writer connection and one reader connection (WAL lets readers run beside the writer).
+Writes that must be exact are single statements — the daily limit is an ``INSERT … SELECT``
+guarded by a count, empathy counters move by trigger — so they stay exact across coroutines
+and across processes sharing the file, without an application lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, now
+from cwalld.storage import Cursor
+
+_C = (
+    "c.id, c.content, c.category, c.status, c.ai_response, c.ai_fallback, c.empathy_count, c.is_popular,"
+    " c.created_at, c.published_at, c.anonymous, c.author_id, c.rejection_reason,"
+    " u.username, u.name, u.image"
+)
+# The join only matches for named confessions, so an anonymous author is never even read.
+_FROM = "FROM confessions c LEFT JOIN users u ON u.id = c.author_id AND c.anonymous = 0"
+_U = "u.id, u.username, u.name, u.image, u.is_admin, u.created_at"
+
+
+def _confession(r: Any) -> Confession:
+    return Confession(
+        id=r[0], content=r[1], category=r[2], status=r[3], ai_response=r[4], ai_fallback=bool(r[5]),
+        empathy_count=r[6], is_popular=bool(r[7]), created_at=r[8], published_at=r[9],
+        anonymous=bool(r[10]), author_id=r[11], rejection_reason=r[12],
+        author=Author(r[13], r[14], r[15]) if r[13] is not None else None,
+    )
+
+
+def _user(r: Any, badges: list[Badge] | None = None) -> User:
+    return User(id=r[0], username=r[1], name=r[2], image=r[3], is_admin=bool(r[4]), created_at=r[5], badges=badges or [])
+
+
+class SQLiteStorage:
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._w: aiosqlite.Connection | None = None
+        self._r: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._w = await self._connect()
+        await self._migrate()
+        self._r = await self._connect()
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"):
+            await db.execute(f"PRAGMA {pragma}")
+        return db
+
+    async def _migrate(self) -> None:
+        """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
+        w = self.w
+        await w.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+        files = sorted(
+            (f for f in resources.files("cwalld.storage").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
+            key=lambda f: f.name,
+        )
+        for f in files:
+            version = int(f.name.split("_", 1)[0])
+            done = await w.execute_fetchall("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
+            if done:
+                continue
+            script = f.read_text(encoding="utf-8")
+            try:
+                # executescript runs the whole file; BEGIN IMMEDIATE makes a second process wait
+                # and then fail on the version's primary key instead of applying it twice.
+                await w.executescript(
+                    f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                if w.in_transaction:
+                    await w.execute("ROLLBACK")
+                if not await w.execute_fetchall("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
+                    raise
+
+    async def close(self) -> None:
+        for db in (self._r, self._w):
+            if db is not None:
+                await db.close()
+        self._r = self._w = None
+
+    @property
+    def w(self) -> aiosqlite.Connection:
+        assert self._w is not None, "storage not open"
+        return self._w
+
+    @property
+    def r(self) -> aiosqlite.Connection:
+        assert self._r is not None, "storage not open"
+        return self._r
+
+    async def ping(self) -> None:
+        await self.r.execute_fetchall("SELECT 1")
+
+    # --- users and sessions ---
+
+    async def create_user(self, username: str, password_hash: str, name: str | None, is_admin: bool) -> User:
+        try:
+            rows = await self.w.execute_fetchall(
+                "INSERT INTO users (username, password_hash, name, is_admin, created_at) VALUES (?, ?, ?, ?, ?)"
+                " RETURNING id, username, name, image, is_admin, created_at",
+                (username, password_hash, name, int(is_admin), now()),
+            )
+        except sqlite3.IntegrityError:
+            raise UsernameTaken(f"username {username!r} is taken") from None
+        return _user(list(rows)[0])
+
+    async def credentials(self, username: str) -> tuple[User, str] | None:
+        rows = list(await self.r.execute_fetchall(f"SELECT {_U}, u.password_hash FROM users u WHERE u.username = ?", (username,)))
+        return (await self._with_badges(rows[0]), rows[0][6]) if rows else None
+
+    async def user(self, user_id: int) -> User | None:
+        rows = list(await self.r.execute_fetchall(f"SELECT {_U} FROM users u WHERE u.id = ?", (user_id,)))
+        return await self._with_badges(rows[0]) if rows else None
+
+    async def _with_badges(self, row: Any) -> User:
+        badges = await self.r.execute_fetchall(
+            "SELECT code, name, awarded_at FROM badges WHERE user_id = ? ORDER BY awarded_at", (row[0],)
+        )
+        return _user(row, [Badge(*b) for b in badges])
+
+    async def create_session(self, user_id: int, token_hash: str, expires_at: str) -> None:
+        await self.w.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            (token_hash, user_id, now(), expires_at),
+        )
+
+    async def session_user(self, token_hash: str) -> User | None:
+        rows = list(await self.r.execute_fetchall(
+            f"SELECT {_U} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
+            (token_hash, now()),
+        ))
+        return await self._with_badges(rows[0]) if rows else None
+
+    async def delete_session(self, token_hash: str) -> None:
+        await self.w.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
+
+    # --- confessions ---
+
+    async def add_confession(
+        self, author_id: int, content: str, category: str, anonymous: bool, daily_limit: int, since: str
+    ) -> Confession | None:
+        rows = list(await self.w.execute_fetchall(
+            "INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)"
+            " SELECT ?, ?, ?, ?, 'pending', ?"
+            " WHERE (SELECT count(*) FROM confessions WHERE author_id = ? AND created_at > ?) < ?"
+            " RETURNING id",
+            (author_id, content, category, int(anonymous), now(), author_id, since, daily_limit),
+        ))
+        if not rows:
+            return None
+        return await self._one(self.w, rows[0][0])
+
+    async def oldest_since(self, author_id: int, since: str) -> str | None:
+        rows = list(await self.r.execute_fetchall(
+            "SELECT min(created_at) FROM confessions WHERE author_id = ? AND created_at > ?", (author_id, since)
+        ))
+        return rows[0][0] if rows else None
+
+    async def confession(self, confession_id: int) -> Confession | None:
+        return await self._one(self.r, confession_id)
+
+    async def _one(self, db: aiosqlite.Connection, confession_id: int) -> Confession | None:
+        rows = list(await db.execute_fetchall(f"SELECT {_C} {_FROM} WHERE c.id = ?", (confession_id,)))
+        return _confession(rows[0]) if rows else None
+
+    async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]:
+        where, args = ["c.status = 'published'"], []
+        if category is not None:
+            where.append("c.category = ?")
+            args.append(category)
+        if after is not None:
+            where.append("(c.published_at, c.id) < (?, ?)")
+            args += list(after)
+        sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.published_at DESC, c.id DESC LIMIT ?"
+        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+
+    async def popular(self, limit: int) -> list[Confession]:
+        sql = (
+            f"SELECT {_C} {_FROM} WHERE c.status = 'published' AND c.is_popular = 1"
+            " ORDER BY c.empathy_count DESC, c.id DESC LIMIT ?"
+        )
+        return [_confession(r) for r in await self.r.execute_fetchall(sql, (limit,))]
+
+    async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]:
+        where, args = ["c.author_id = ?", "c.status != 'deleted'"], [author_id]
+        if after is not None:
+            where.append("(c.created_at, c.id) < (?, ?)")
+            args += list(after)
+        sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
+        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+
+    async def delete_confession(self, confession_id: int) -> bool:
+        cur = await self.w.execute(
+            "UPDATE confessions SET status = 'deleted' WHERE id = ? AND status != 'deleted'", (confession_id,)
+        )
+        return cur.rowcount == 1
+
+    async def finish(
+        self, confession_id: int, status: str, ai_response: str | None, ai_fallback: bool, rejection_reason: str | None
+    ) -> bool:
+        published_at = now() if status == PUBLISHED else None
+        cur = await self.w.execute(
+            "UPDATE confessions SET status = ?, ai_response = ?, ai_fallback = ?, rejection_reason = ?, published_at = ?"
+            " WHERE id = ? AND status = ?",
+            (status, ai_response, int(ai_fallback), rejection_reason, published_at, confession_id, PENDING),
+        )
+        return cur.rowcount == 1
+
+    async def pending_ids(self, older_than: str | None = None) -> list[int]:
+        rows = await self.r.execute_fetchall(
+            "SELECT id FROM confessions WHERE status = 'pending' AND created_at < ? ORDER BY created_at",
+            (older_than or "9999",),
+        )
+        return [r[0] for r in rows]
+
+    # --- empathy ---
+
+    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> int | None:
+        if on:
+            await self.w.execute(
+                "INSERT INTO empathies (confession_id, user_id, created_at)"
+                " SELECT id, ?, ? FROM confessions WHERE id = ? AND status = 'published'"
+                " ON CONFLICT DO NOTHING",
+                (user_id, now(), confession_id),
+            )
+        else:
+            await self.w.execute(
+                "DELETE FROM empathies WHERE confession_id = ? AND user_id = ?"
+                " AND EXISTS (SELECT 1 FROM confessions WHERE id = ? AND status = 'published')",
+                (confession_id, user_id, confession_id),
+            )
+        rows = list(await self.w.execute_fetchall(
+            "SELECT empathy_count, status FROM confessions WHERE id = ?", (confession_id,)
+        ))
+        if not rows or rows[0][1] != PUBLISHED:
+            return None
+        return rows[0][0]
+
+    async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]:
+        if not confession_ids:
+            return set()
+        marks = ",".join("?" * len(confession_ids))
+        rows = await self.r.execute_fetchall(
+            f"SELECT confession_id FROM empathies WHERE user_id = ? AND confession_id IN ({marks})",
+            (user_id, *confession_ids),
+        )
+        return {r[0] for r in rows}
+
+    async def stats(self) -> dict[str, object]:
+        by_status = {s: 0 for s in ("pending", "published", "rejected")}
+        popular = 0
+        for status, n, pop in await self.r.execute_fetchall(
+            "SELECT status, count(*), sum(is_popular) FROM confessions GROUP BY status"
+        ):
+            if status in by_status:
+                by_status[status] = n
+            if status == PUBLISHED:
+                popular = pop or 0
+        empathies = list(await self.r.execute_fetchall(
+            "SELECT count(*) FROM empathies e JOIN confessions c ON c.id = e.confession_id WHERE c.status = 'published'"
+        ))[0][0]
+        users = list(await self.r.execute_fetchall("SELECT count(*) FROM users"))[0][0]
+        by_category = dict(await self.r.execute_fetchall(
+            "SELECT category, count(*) FROM confessions WHERE status = 'published' GROUP BY category"
+        ))
+        return {
+            "confessions": {"total": sum(by_status.values()), **by_status, "popular": popular},
+            "empathies": empathies,
+            "users": users,
+            "by_category": by_category,
+        }
