@@ -54,9 +54,9 @@ def build(config: Config) -> web.Application:
 
 async def serve(config: Config) -> None:
     app = build(config)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
     await runner.setup()
-    site = web.TCPSite(runner, config.server.host, config.server.port, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
+    site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
     log.info("serving", host=config.server.host, port=config.server.port, config=config.source,
              queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,

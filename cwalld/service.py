@@ -194,9 +194,10 @@ class Wall:
         if c is None or c.status != PENDING:
             return
         reply = self.ai.fallback(c.id)
-        try:
-            verdict = await self.ai.moderate(c.content)
-        except AIError:
+        try:  # half the job's time at most: the fallback must still be stored if the AI is slow
+            async with asyncio.timeout(self.config.queue.job_timeout / 2):
+                verdict = await self.ai.moderate(c.content)
+        except (AIError, TimeoutError):
             verdict = Verdict()  # moderation is down too: publish, as with any AI outage
         if verdict.rejected:
             await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cwalld.domain import Forbidden, Unauthorized, User
-from cwalld.http.keys import WALL
+from cwalld.http.keys import USER, WALL
 
 
 def bearer(request: web.Request) -> str | None:
@@ -20,15 +20,15 @@ def bearer(request: web.Request) -> str | None:
 
 async def viewer(request: web.Request) -> User | None:
     """The signed-in user, None for a guest; a token that is sent must be valid."""
-    if "user" not in request:
+    if USER not in request:
         token = bearer(request)
         user = None
         if token is not None:
             user = await request.app[WALL].authenticate(token)
             if user is None:
                 raise Unauthorized("token is invalid or expired")
-        request["user"] = user
-    return request["user"]
+        request[USER] = user
+    return request[USER]
 
 
 async def signed_in(request: web.Request) -> User:

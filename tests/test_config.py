@@ -1,0 +1,80 @@
+"""Configuration: the example file is the defaults, env overrides work, bad values name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from cwalld import config
+from cwalld.config import ConfigError
+from tests.conftest import ROOT, cwalld
+
+
+def test_the_example_file_documents_exactly_the_defaults() -> None:
+    example = config.load(ROOT / "config.toml.example", env={})
+    assert dataclasses.replace(example, source="x") == dataclasses.replace(config.load(None, env={}), source="x")
+    text = (ROOT / "config.toml.example").read_text()
+    for section, f in config.SECTIONS.items():
+        for key in dataclasses.fields(getattr(config, f.type) if isinstance(f.type, str) else f.type):
+            assert f"\n{key.name} = " in text, f"{section}.{key.name} is not documented"
+
+
+def test_env_overrides() -> None:
+    cfg = config.load(None, env={
+        "CWALLD_SERVER_PORT": "9001", "CWALLD_QUEUE_JOB_TIMEOUT": "2.5", "CWALLD_AI_MODERATION": "false",
+        "OPENAI_API_KEY": "sk-test", "REDIS_HOST": "10.0.0.5", "REDIS_PASSWORD": "p@ss",
+    })
+    assert cfg.server.port == 9001 and cfg.queue.job_timeout == 2.5 and cfg.ai.moderation is False
+    assert cfg.ai.api_key == "sk-test" and cfg.redis.url == "redis://:p%40ss@10.0.0.5:6379/0"
+    assert config.load(None, env={"CWALLD_CONFIG": str(ROOT / "config.toml.example")}).source.endswith("example")
+
+
+def test_floats_accepted_for_seconds() -> None:
+    cfg = config.build({"queue": {"backoff": [0.2, 0.4, 0.8], "job_timeout": 3}})
+    assert cfg.queue.backoff == [0.2, 0.4, 0.8] and cfg.queue.job_timeout == 3.0
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"server": {"prot": 1}}, "server.prot"),
+    ({"serverr": {}}, "serverr"),
+    ({"server": {"port": "8080"}}, "server.port"),
+    ({"server": {"port": 0}}, "server.port"),
+    ({"server": {"port": True}}, "server.port"),
+    ({"queue": {"job_timeout": -1}}, "queue.job_timeout"),
+    ({"queue": {"backoff": [1, "x"]}}, "queue.backoff[1]"),
+    ({"ai": {"moderation": "yes"}}, "ai.moderation"),
+    ({"popular": {"schedule": "every tuesday"}}, "popular.schedule"),
+    ({"limits": {"content_min": 50, "content_max": 10}}, "limits.content_min"),
+    ({"categories": [{"slug": "a"}]}, "categories[0].name"),
+    ({"log": {"level": "loud"}}, "log.level"),
+])
+def test_bad_values_name_the_key(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        config.build(raw, "my.toml")
+    assert e.value.key == key and str(e.value).startswith(f"my.toml: {key}: ")
+
+
+def test_bad_env_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="CWALLD_SERVER_PORT: must be an integer"):
+        config.load(None, env={"CWALLD_SERVER_PORT": "eighty"})
+
+
+@pytest.mark.parametrize("command", ["serve", "check"])
+def test_cli_exits_2_with_one_line_naming_file_and_key(tmp_path: Path, command: str) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[queue]\nretries = 3\njob_timeout = -2.0\n')
+    r = cwalld(command, "-c", str(bad))
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"cwalld: config error: {bad}: queue.job_timeout: must be greater than 0"
+    assert r.stdout == ""
+
+
+def test_cli_missing_and_broken_files(tmp_path: Path) -> None:
+    r = cwalld("check", "-c", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and "nope.toml: file not found" in r.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[server\nport = 1")
+    r = cwalld("check", "-c", str(broken))
+    assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr

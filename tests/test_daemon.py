@@ -1,0 +1,170 @@
+"""The real daemon as a subprocess: quickstart on defaults, kill -9 and restart, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import ROOT, cwalld, free_port
+
+
+class Daemon:
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), **env}
+        self.env.pop("CWALLD_CONFIG", None)
+        self.workdir = workdir
+        self.log = workdir / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "cwalld"], cwd=self.workdir, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                try:
+                    async with s.get(self.url + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                assert self.proc.poll() is None, self.log.read_text()
+                await asyncio.sleep(0.05)
+        raise AssertionError("daemon did not start: " + self.log.read_text())
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def daemons() -> Any:
+    started: list[Daemon] = []
+
+    def make(workdir: Path, **env: str) -> Daemon:
+        d = Daemon(workdir, env)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
+
+
+async def call(s: aiohttp.ClientSession, method: str, url: str, token: str | None = None, **kw: Any) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with s.request(method, url, headers=headers, **kw) as r:
+        return r.status, await r.json()
+
+
+async def test_quickstart_on_embedded_defaults(tmp_path: Path, daemons: Any) -> None:
+    """What the README promises: no config, no Redis, no API key — post, and it is published."""
+    d = daemons(tmp_path)
+    await d.start()
+    async with aiohttp.ClientSession() as s:
+        status, body = await call(s, "POST", d.url + "/api/v1/auth/register",
+                                  json={"username": "ayse", "password": "gizli-sifre"})
+        assert status == 201
+        status, body = await call(s, "POST", d.url + "/api/v1/confessions", body["token"],
+                                  json={"content": "Sınavdan önce hiç çalışmadım ama geçtim.", "category": "school"})
+        assert status == 202 and body["confession"]["status"] == "pending"
+        posted = time.monotonic()
+        while True:
+            _, feed = await call(s, "GET", d.url + "/api/v1/confessions")
+            if feed["items"]:
+                break
+            assert time.monotonic() - posted < 1.0, "not published within a second"
+            await asyncio.sleep(0.02)
+        item = feed["items"][0]
+        assert item["status"] == "published" and item["ai_fallback"] is True and item["ai_response"]
+        assert item["author"] is None
+    assert (tmp_path / "data" / "cwall.db").exists()
+    assert d.kill(signal.SIGTERM) == 0
+    log = d.log.read_text()
+    assert '"event":"serving"' in log and '"event":"stopped"' in log
+    assert "ayse" not in log and "gizli-sifre" not in log  # no author, no password in the logs
+
+
+async def test_kill_9_mid_job_then_restart_publishes_every_confession(tmp_path: Path, daemons: Any, fake_ai: Any) -> None:
+    env = {"OPENAI_API_KEY": "k", "CWALLD_AI_BASE_URL": fake_ai.url, "CWALLD_AI_REQUEST_TIMEOUT": "30",
+           "CWALLD_QUEUE_JOB_TIMEOUT": "60", "CWALLD_LIMITS_DAILY_CONFESSIONS": "50"}
+    fake_ai.latency = 30  # every job is stuck in the AI call when the process dies
+    d = daemons(tmp_path, **env)
+    await d.start()
+    async with aiohttp.ClientSession() as s:
+        _, body = await call(s, "POST", d.url + "/api/v1/auth/register", json={"username": "veli", "password": "password123"})
+        token = body["token"]
+        ids = []
+        for i in range(8):
+            status, body = await call(s, "POST", d.url + "/api/v1/confessions", token,
+                                      json={"content": f"Yarım kalan itiraf numarası {i}", "category": "other"})
+            assert status == 202
+            ids.append(body["confession"]["id"])
+        while fake_ai.calls["moderations"] < 5:  # five consumers are inside an AI call
+            await asyncio.sleep(0.02)
+        d.kill(signal.SIGKILL)
+
+        fake_ai.latency = 0
+        d2 = daemons(tmp_path, **env)
+        await d2.start()
+        deadline = time.monotonic() + 10
+        while True:
+            _, mine = await call(s, "GET", d2.url + "/api/v1/me/confessions", token)
+            if all(c["status"] == "published" for c in mine["items"]):
+                break
+            assert time.monotonic() < deadline, mine
+            await asyncio.sleep(0.05)
+        assert sorted(c["id"] for c in mine["items"]) == ids
+        assert all(c["ai_fallback"] is False for c in mine["items"])
+    assert d2.kill(signal.SIGTERM) == 0
+
+
+def test_check_and_user_create(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\npath = "{tmp_path / "db.sqlite"}"\n')
+    r = cwalld("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert [line.split()[:2] for line in lines] == [["config", "ok"], ["storage", "ok"], ["redis", "disabled"],
+                                                    ["ai", "disabled"]]
+    r = cwalld("user", "create", "admin_ali", "--admin", "--password-stdin", "-c", str(cfg), input="correct horse\n")
+    assert r.returncode == 0 and "created user admin_ali" in r.stdout and "admin" in r.stdout
+    r = cwalld("user", "create", "admin_ali", "--password-stdin", "-c", str(cfg), input="correct horse\n")
+    assert r.returncode == 1 and "taken" in r.stderr
+    r = cwalld("user", "create", "x", "--password-stdin", "-c", str(cfg), input="short\n")
+    assert r.returncode == 1 and "username" in r.stderr
+    r = cwalld("--version")
+    assert r.returncode == 0 and r.stdout.startswith("cwalld ")
+
+
+def test_check_reports_an_unreachable_ai_and_redis(tmp_path: Path) -> None:
+    port = free_port()
+    env = {"OPENAI_API_KEY": "k", "CWALLD_AI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+           "CWALLD_REDIS_URL": f"redis://127.0.0.1:{port}/0", "CWALLD_STORAGE_PATH": str(tmp_path / "x.db")}
+    r = cwalld("check", env=env)
+    assert r.returncode == 1
+    states = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
+    assert states == {"config": "ok", "storage": "ok", "redis": "FAILED", "ai": "FAILED"}
+
+
+async def test_check_pings_a_live_ai(tmp_path: Path, fake_ai: Any) -> None:
+    env = {"OPENAI_API_KEY": "k", "CWALLD_AI_BASE_URL": fake_ai.url, "CWALLD_STORAGE_PATH": str(tmp_path / "x.db")}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cwalld", "check", cwd=ROOT,
+                                                env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and "ai       ok" in out.decode()
+    assert fake_ai.calls["models"] == 1
