@@ -17,6 +17,7 @@ from aiohttp import web
 from cwalld import http
 from cwalld.ai import AI
 from cwalld.config import Config
+from cwalld.domain import iso_after
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
 from cwalld.service import Wall
@@ -28,7 +29,22 @@ HTTP_SHUTDOWN_TIMEOUT = 10.0
 
 
 def make_queue(config: Config) -> JobQueue:
+    if config.redis.url:
+        from cwalld.queue.redis import RedisQueue
+
+        return RedisQueue(config.queue, config.redis.url, config.redis.prefix)
     return LocalQueue(config.queue)
+
+
+async def sweep(wall: Wall, config: Config) -> None:
+    """Queue again every confession pending past the grace with no live job (a lost enqueue,
+    a flushed or restarted Redis). SQLite is the truth; this is how the queue catches up."""
+    while True:
+        await asyncio.sleep(config.queue.sweep_interval)
+        try:
+            await wall.requeue_pending(older_than=iso_after(-config.queue.sweep_grace))
+        except Exception as e:  # noqa: BLE001 - e.g. Redis down: the next sweep tries again
+            log.warning("sweep_failed", error=str(e))
 
 
 def build(config: Config) -> web.Application:
@@ -42,8 +58,13 @@ def build(config: Config) -> web.Application:
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await storage.open()
         await queue.start(wall)
-        await wall.requeue_pending()
+        try:
+            await wall.requeue_pending()
+        except Exception as e:  # noqa: BLE001 - the sweep will queue them once the queue is back
+            log.warning("requeue_failed", error=str(e))
+        sweeper = asyncio.create_task(sweep(wall, config), name="sweep")
         yield
+        sweeper.cancel()
         await queue.stop(config.queue.shutdown_grace)
         await ai.close()
         await storage.close()

@@ -53,6 +53,10 @@ class Queue:
     retries: int = 3
     backoff: list[float] = field(default_factory=lambda: [2.0, 4.0, 8.0])
     shutdown_grace: float = 20.0
+    keep_finished: int = 1000
+    keep_finished_seconds: float = 86400.0
+    sweep_interval: float = 60.0
+    sweep_grace: float = 30.0
 
 
 DEFAULT_CRISIS = (
@@ -275,6 +279,10 @@ def _check(cfg: Config) -> None:
          "redis.url", "must start with redis://, rediss:// or unix://")
     need(cfg.queue.concurrency >= 1, "queue.concurrency", "must be at least 1")
     need(cfg.queue.job_timeout > 0, "queue.job_timeout", "must be greater than 0")
+    need(cfg.queue.keep_finished >= 0, "queue.keep_finished", "must be 0 or more")
+    need(cfg.queue.keep_finished_seconds >= 0, "queue.keep_finished_seconds", "must not be negative")
+    need(cfg.queue.sweep_interval > 0, "queue.sweep_interval", "must be greater than 0")
+    need(cfg.queue.sweep_grace >= 0, "queue.sweep_grace", "must not be negative")
     need(cfg.queue.shutdown_grace >= 0, "queue.shutdown_grace", "must not be negative")
     need(cfg.queue.retries >= 0, "queue.retries", "must be 0 or more")
     need(all(b >= 0 for b in cfg.queue.backoff), "queue.backoff", "delays must not be negative")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -21,6 +23,62 @@ from cwalld.config import Config
 from tests.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+class RedisServer:
+    """A private redis-server on a free port in a temp dir: tests may stop, flush and restart it."""
+
+    def __init__(self, workdir: Path, *args: str) -> None:
+        self.workdir, self.args = workdir, args
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), *self.args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One Redis for the session; tests keep apart by key prefix (see ``redis_prefix``)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Any:
+    """A Redis for one test alone, for tests that stop or flush it."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_prefix(request: pytest.FixtureRequest) -> str:
+    return f"t{abs(hash(request.node.nodeid)) % 10**10}:"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -69,6 +127,58 @@ def make_client(aiohttp_client: Any) -> Callable[[Config], Awaitable[TestClient]
 @pytest.fixture
 async def client(tmp_path: Path, fake_ai: FakeOpenAI, make_client: Any) -> TestClient:
     return await make_client(test_config(tmp_path, fake_ai.url))
+
+
+class Daemon:
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), **env}
+        self.env.pop("CWALLD_CONFIG", None)
+        self.workdir = workdir
+        self.log = workdir / f"daemon-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "cwalld"], cwd=self.workdir, env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)
+        async with aiohttp.ClientSession() as s:
+            for _ in range(200):
+                try:
+                    async with s.get(self.url + "/healthz") as r:
+                        if r.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                assert self.proc.poll() is None, self.log.read_text()
+                await asyncio.sleep(0.05)
+        raise AssertionError("daemon did not start: " + self.log.read_text())
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal and wait without blocking the loop (the fake AI may serve the daemon meanwhile)."""
+        return await asyncio.to_thread(self.kill, sig)
+
+
+@pytest.fixture
+def daemons() -> Any:
+    started: list[Daemon] = []
+
+    def make(workdir: Path, **env: str) -> Daemon:
+        d = Daemon(workdir, env)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait()
 
 
 class Api:

@@ -5,64 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.conftest import ROOT, cwalld, free_port
-
-
-class Daemon:
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), **env}
-        self.env.pop("CWALLD_CONFIG", None)
-        self.workdir = workdir
-        self.log = workdir / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cwalld"], cwd=self.workdir, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                try:
-                    async with s.get(self.url + "/healthz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                assert self.proc.poll() is None, self.log.read_text()
-                await asyncio.sleep(0.05)
-        raise AssertionError("daemon did not start: " + self.log.read_text())
-
-    def kill(self, sig: int = signal.SIGKILL) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def daemons() -> Any:
-    started: list[Daemon] = []
-
-    def make(workdir: Path, **env: str) -> Daemon:
-        d = Daemon(workdir, env)
-        started.append(d)
-        return d
-
-    yield make
-    for d in started:
-        if d.proc and d.proc.poll() is None:
-            d.proc.kill()
-            d.proc.wait()
 
 
 async def call(s: aiohttp.ClientSession, method: str, url: str, token: str | None = None, **kw: Any) -> Any:

@@ -12,8 +12,10 @@ import pytest
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
+from cwalld.queue.redis import RedisQueue
 
 SETTINGS = QueueSettings(concurrency=3, job_timeout=1.0, retries=2, backoff=[0.1, 0.2], shutdown_grace=1.0)
+BACKENDS = ["local", "redis"]
 
 
 class Recorder:
@@ -50,19 +52,16 @@ class Recorder:
         self.done[cid].set()
 
 
-async def make_local(settings: QueueSettings) -> LocalQueue:
-    return LocalQueue(settings)
-
-
-BACKENDS = {"local": make_local}
-
-
-@pytest.fixture(params=sorted(BACKENDS))
-async def queue(request: Any) -> Any:
+@pytest.fixture(params=BACKENDS)
+async def queue(request: Any, redis_prefix: str) -> Any:
+    """Makes queues of one backend; a Redis one gets the session's server and its own key prefix."""
     queues: list[JobQueue] = []
 
     async def make(settings: QueueSettings = SETTINGS) -> JobQueue:
-        q = await BACKENDS[request.param](settings)
+        if request.param == "local":
+            q: JobQueue = LocalQueue(settings)
+        else:
+            q = RedisQueue(settings, request.getfixturevalue("redis_server").url, redis_prefix)
         queues.append(q)
         return q
 

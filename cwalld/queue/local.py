@@ -7,7 +7,6 @@ SQLite holds as pending, and the daemon queues every pending confession again wh
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -15,14 +14,8 @@ from dataclasses import dataclass
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import Handler, run_attempt
 
-KEEP_FINISHED = 1000
-"""Finished job records kept for stats and retry_failed; older ones are dropped first."""
-
-
 @dataclass(slots=True)
 class _Job:
-    id: str
-    confession_id: int
     state: str = "waiting"  # waiting | active | delayed
     attempt: int = 0
 
@@ -30,12 +23,11 @@ class _Job:
 class LocalQueue:
     def __init__(self, settings: QueueSettings) -> None:
         self.settings = settings
-        self._ids = itertools.count(1)
         self._ready: asyncio.Queue[int] = asyncio.Queue()
         self._live: dict[int, _Job] = {}  # by confession id: at most one job each
         self._timers: dict[int, asyncio.TimerHandle] = {}
-        # job id -> (state, finished monotonic time, confession id)
-        self._finished: OrderedDict[str, tuple[str, float, int]] = OrderedDict()
+        # finished records, as in Redis: state -> confession id -> finished at (monotonic)
+        self._finished: dict[str, OrderedDict[int, float]] = {"completed": OrderedDict(), "failed": OrderedDict()}
         self._consumers: list[asyncio.Task[None]] = []
         self._idle: set[asyncio.Task[None]] = set()
         self._handler: Handler | None = None
@@ -43,7 +35,9 @@ class LocalQueue:
     async def enqueue(self, confession_id: int) -> bool:
         if confession_id in self._live:
             return False
-        self._live[confession_id] = _Job(f"{confession_id}:{next(self._ids)}", confession_id)
+        for records in self._finished.values():
+            records.pop(confession_id, None)
+        self._live[confession_id] = _Job()
         self._ready.put_nowait(confession_id)
         return True
 
@@ -78,41 +72,43 @@ class LocalQueue:
                 self._idle.discard(me)
             job = self._live[cid]
             job.state, job.attempt = "active", job.attempt + 1
-            result = await run_attempt(self._handler, self.settings, job.id, cid, job.attempt)
+            result = await run_attempt(self._handler, self.settings, str(cid), cid, job.attempt)
             if result.outcome == "retry":
                 job.state = "delayed"
                 self._timers[cid] = asyncio.get_running_loop().call_later(result.delay, self._due, cid)
             else:
                 del self._live[cid]
-                self._record(job.id, "failed" if result.outcome == "failed" else "completed", cid)
+                self._record("failed" if result.outcome == "failed" else "completed", cid)
 
     def _due(self, cid: int) -> None:
         self._timers.pop(cid, None)
         self._live[cid].state = "waiting"
         self._ready.put_nowait(cid)
 
-    def _record(self, job_id: str, state: str, cid: int) -> None:
-        self._finished[job_id] = (state, time.monotonic(), cid)
-        while len(self._finished) > KEEP_FINISHED:
-            self._finished.popitem(last=False)
+    def _record(self, state: str, cid: int) -> None:
+        """Keep finished records for stats and retry_failed, bounded by count and age."""
+        records, now = self._finished[state], time.monotonic()
+        records[cid] = now
+        while records and (len(records) > self.settings.keep_finished
+                           or next(iter(records.values())) < now - self.settings.keep_finished_seconds):
+            records.popitem(last=False)
 
     async def stats(self) -> dict[str, int]:
-        counts = {"waiting": 0, "active": 0, "completed": 0, "failed": 0, "delayed": 0}
+        counts = {"waiting": 0, "active": 0, "delayed": 0}
         for job in self._live.values():
             counts[job.state] += 1
-        for state, _, _ in self._finished.values():
-            counts[state] += 1
+        counts |= {state: len(records) for state, records in self._finished.items()}
         return {**counts, "total": sum(counts.values())}
 
     async def clean(self, grace: float) -> int:
-        cutoff = time.monotonic() - grace
-        old = [jid for jid, (_, at, _) in self._finished.items() if at <= cutoff]
-        for jid in old:
-            del self._finished[jid]
-        return len(old)
+        cutoff, removed = time.monotonic() - grace, 0
+        for records in self._finished.values():
+            for cid in [cid for cid, at in records.items() if at <= cutoff]:
+                del records[cid]
+                removed += 1
+        return removed
 
     async def retry_failed(self) -> int:
-        failed = [(jid, cid) for jid, (state, _, cid) in self._finished.items() if state == "failed"]
-        for jid, _ in failed:
-            del self._finished[jid]
-        return sum([await self.enqueue(cid) for _, cid in failed])
+        failed = list(self._finished["failed"])
+        self._finished["failed"].clear()
+        return sum([await self.enqueue(cid) for cid in failed])
