@@ -34,14 +34,14 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, probe_port: int | None = None) -> None:
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.workdir), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(200):
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.1):
+                with socket.create_connection(("127.0.0.1", probe_port or self.port), timeout=0.1):
                     return
             except OSError:
                 time.sleep(0.02)

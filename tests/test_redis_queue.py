@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from typing import Any
 
@@ -171,3 +172,24 @@ async def test_redis_down_post_still_202_and_the_sweep_publishes_later(
     own_redis.start()
     c = await api.wait_status(cid, token, timeout=15)
     assert c["ai_fallback"] is False
+
+
+async def test_tls_rediss_url(tmp_path: Any) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(tmp_path / "k.pem"),
+                    "-out", str(tmp_path / "c.pem"), "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server = RedisServer(tmp_path)
+    tls_port = server.port
+    server.port = 0  # plain TCP off: only TLS is served
+    server.args = ("--tls-port", str(tls_port), "--tls-cert-file", str(tmp_path / "c.pem"),
+                   "--tls-key-file", str(tmp_path / "k.pem"), "--tls-ca-cert-file", str(tmp_path / "c.pem"),
+                   "--tls-auth-clients", "no")
+    server.start(probe_port=tls_port)
+    try:
+        q, h = RedisQueue(FAST, f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={tmp_path / 'c.pem'}", "tls:"), Recorder()
+        await q.start(h)
+        assert await q.enqueue(1) is True
+        await asyncio.wait_for(h.done[1].wait(), 5)
+        await q.stop(0)
+    finally:
+        server.stop()
