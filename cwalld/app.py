@@ -16,12 +16,15 @@ from aiohttp import web
 
 from cwalld import http
 from cwalld.ai import AI
+from cwalld.cache import Cache
+from cwalld.cache.local import LocalCache
 from cwalld.config import Config
 from cwalld.domain import iso_after
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
 from cwalld.service import Wall
 from cwalld.storage.sqlite import SQLiteStorage
+from cwalld.views import Views
 
 log = structlog.get_logger("cwalld")
 
@@ -47,16 +50,29 @@ async def sweep(wall: Wall, config: Config) -> None:
             log.warning("sweep_failed", error=str(e))
 
 
+def make_cache(config: Config) -> Cache:
+    if not config.cache.enabled:
+        return Cache(None, enabled=False)
+    if config.redis.url:
+        from cwalld.cache.redis import RedisCache
+
+        return Cache(RedisCache(config.redis.url, config.redis.prefix))
+    return Cache(LocalCache(config.cache.max_entries))
+
+
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
     storage = SQLiteStorage(config.storage.path)
     queue = make_queue(config)
     ai = AI(config.ai)
-    wall = Wall(config, storage, queue, ai)
-    app = http.create(config, wall)
+    cache = make_cache(config)
+    wall = Wall(config, storage, queue, ai, cache)
+    views = Views(wall, cache, config.cache)
+    app = http.create(config, wall, views)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await storage.open()
+        await wall.open()
         await queue.start(wall)
         try:
             await wall.requeue_pending()
@@ -67,6 +83,7 @@ def build(config: Config) -> web.Application:
         sweeper.cancel()
         await queue.stop(config.queue.shutdown_grace)
         await ai.close()
+        await cache.close()
         await storage.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -87,6 +87,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Cache:
+    enabled: bool = True
+    max_entries: int = 10000
+    feed_ttl: float = 300.0
+    popular_ttl: float = 3600.0
+    stats_ttl: float = 3600.0
+    ai_response_ttl: float = 604800.0
+    user_confessions_ttl: float = 600.0
+
+
+@dataclass(frozen=True)
 class Auth:
     token_ttl_days: int = 30
     login_attempts_per_minute: int = 10
@@ -131,6 +142,7 @@ class Config:
     queue: Queue = field(default_factory=Queue)
     ai: AI = field(default_factory=AI)
     limits: Limits = field(default_factory=Limits)
+    cache: Cache = field(default_factory=Cache)
     auth: Auth = field(default_factory=Auth)
     popular: Popular = field(default_factory=Popular)
     log: Log = field(default_factory=Log)
@@ -294,6 +306,9 @@ def _check(cfg: Config) -> None:
     need(cfg.limits.daily_confessions >= 1, "limits.daily_confessions", "must be at least 1")
     need(1 <= cfg.limits.content_min <= cfg.limits.content_max, "limits.content_min",
          "must be at least 1 and not above limits.content_max")
+    need(cfg.cache.max_entries >= 1, "cache.max_entries", "must be at least 1")
+    for key in ("feed_ttl", "popular_ttl", "stats_ttl", "ai_response_ttl", "user_confessions_ttl"):
+        need(getattr(cfg.cache, key) > 0, f"cache.{key}", "must be greater than 0")
     need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")
     need(cfg.auth.login_attempts_per_minute >= 1, "auth.login_attempts_per_minute", "must be at least 1")
     need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {cfg.popular.schedule!r}")

@@ -9,16 +9,18 @@ import asyncio
 import base64
 import binascii
 import hashlib
+import hmac
 import secrets
-import time
-from collections import deque
 from dataclasses import dataclass, replace
 
 import argon2
+import orjson
 import structlog
 
 from cwalld import domain
 from cwalld.ai import AI, AIError, Verdict
+from cwalld.cache import Cache
+from cwalld.cache.local import LocalCache
 from cwalld.config import Config
 from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession, Invalid, NotFound, TooMany, Unauthorized, User
 from cwalld.queue import JobQueue
@@ -40,13 +42,31 @@ class Page:
 
 
 class Wall:
-    def __init__(self, config: Config, storage: Storage, queue: JobQueue, ai: AI) -> None:
+    def __init__(self, config: Config, storage: Storage, queue: JobQueue, ai: AI, cache: Cache | None = None) -> None:
         self.config = config
         self.storage = storage
         self.queue = queue
         self.ai = ai
+        self.cache = cache or Cache(None, enabled=False)
         self.categories = {c.slug: c.name for c in config.categories}
-        self._logins = LoginWindow(config.auth.login_attempts_per_minute)
+        self._owner_secret = b""
+        self._local_counts = LocalCache()  # login windows when the shared cache is away
+
+    async def open(self) -> None:
+        """Load what needs the database (after storage.open)."""
+        self._owner_secret = (await self.storage.secret("cache_owner_key")).encode()
+
+    def owner_key(self, user_id: int) -> str:
+        """Names a user in cache keys without naming them: a keyed hash, never the user id."""
+        return hmac.new(self._owner_secret, str(user_id).encode(), "sha256").hexdigest()[:24]
+
+    async def _changed(self, c: Confession, visible: bool = True) -> None:
+        """Invalidate what shows ``c``: its author's list and stats; with ``visible``, the feeds
+        (all and its category) and popular too."""
+        gens = ["stats", f"mine:{self.owner_key(c.author_id)}"]
+        if visible:
+            gens += ["feed:all", f"feed:{c.category}", "popular"]
+        await self.cache.bump(*gens)
 
     # --- accounts ---
 
@@ -62,7 +82,13 @@ class Wall:
     async def login(self, username: object, password: object) -> tuple[str, User]:
         if not isinstance(username, str) or not isinstance(password, str):
             raise Invalid({"username": "required string", "password": "required string"})
-        self._logins.hit(username)
+        limit = self.config.auth.login_attempts_per_minute
+        key = f"login:{hashlib.sha256(username.encode()).hexdigest()[:32]}"
+        count = await self.cache.hit(key, 60)
+        if count is None:
+            count = await self._local_counts.hit(key, 60)
+        if count > limit:
+            raise TooMany("rate_limited", "too many login attempts; try again later", 60)
         found = await self.storage.credentials(username)
         ok = await asyncio.to_thread(_verify, found[1] if found else _DUMMY_HASH, password)
         if not (found and ok):
@@ -104,6 +130,7 @@ class Wall:
             wait = domain.seconds_until(oldest) + DAY if oldest else DAY
             raise TooMany("daily_limit", f"at most {limits.daily_confessions} confessions a day", wait)
         log.info("confession_created", confession_id=confession.id, category=confession.category)
+        await self._changed(confession, visible=False)
         # The confession is committed; if queueing fails, the recovery sweep queues it later.
         try:
             await self.queue.enqueue(confession.id)
@@ -120,9 +147,10 @@ class Wall:
     async def popular(self, viewer: User | None, limit: int) -> Page:
         return await self._page(viewer, await self.storage.popular(limit), limit, None)
 
-    async def mine(self, user: User, limit: int, cursor: str | None) -> Page:
+    async def mine(self, user: User, limit: int, cursor: str | None, with_author: bool = True) -> Page:
         items = await self.storage.by_author(user.id, limit + 1, decode_cursor(cursor))
-        items = [_with_author(c, user) for c in items]
+        if with_author:
+            items = [_with_author(c, user) for c in items]
         return await self._page(user, items, limit, lambda c: (c.created_at, c.id))
 
     async def _page(self, viewer: User | None, items: list[Confession], limit: int, key) -> Page:  # type: ignore[no-untyped-def]
@@ -146,14 +174,16 @@ class Wall:
             raise NotFound("no such confession")
         if not (mine or user.is_admin):
             raise domain.Forbidden("only the author or an admin can delete a confession")
-        await self.storage.delete_confession(confession_id)
-        log.info("confession_deleted", confession_id=confession_id)
+        if await self.storage.delete_confession(confession_id):
+            await self._changed(c)  # type: ignore[arg-type]
+            log.info("confession_deleted", confession_id=confession_id)
 
     async def empathy(self, user: User, confession_id: int, on: bool) -> int:
-        count = await self.storage.set_empathy(user.id, confession_id, on)
-        if count is None:
+        c = await self.storage.set_empathy(user.id, confession_id, on)
+        if c is None:
             raise NotFound("no such published confession")
-        return count
+        await self._changed(c)
+        return c.empathy_count
 
     async def stats(self) -> dict[str, object]:
         return await self.storage.stats()
@@ -180,13 +210,25 @@ class Wall:
         if not self.ai.enabled:
             await self._publish(c, self.ai.fallback(c.id), fallback=True)
             return
-        verdict = await self.ai.moderate(c.content)
-        if verdict.rejected:
-            if await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected):
+        # Identical text gets the identical outcome: reuse it without calling the API.
+        key = "ai:" + hashlib.sha256(" ".join(c.content.casefold().split()).encode()).hexdigest()
+        cached = await self.cache.get("ai_response", key)
+        if cached is not None:
+            outcome = orjson.loads(cached)
+        else:
+            verdict = await self.ai.moderate(c.content)
+            if verdict.rejected:
+                outcome = {"rejected": verdict.rejected}
+            else:
+                reply = await self.ai.reply(c.content)
+                outcome = {"reply": self.ai.with_crisis(reply) if verdict.crisis else reply}
+            await self.cache.put(key, orjson.dumps(outcome), self.config.cache.ai_response_ttl)
+        if "rejected" in outcome:
+            if await self.storage.finish(c.id, REJECTED, None, False, outcome["rejected"]):
                 log.info("confession_rejected", confession_id=c.id)
+                await self._changed(c)
             return
-        reply = await self.ai.reply(c.content)
-        await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=False)
+        await self._publish(c, outcome["reply"], fallback=False)
 
     async def give_up(self, confession_id: int) -> None:
         """Every attempt failed: publish with a fallback reply (moderation honoured if it answers)."""
@@ -200,32 +242,15 @@ class Wall:
         except (AIError, TimeoutError):
             verdict = Verdict()  # moderation is down too: publish, as with any AI outage
         if verdict.rejected:
-            await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected)
+            if await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected):
+                await self._changed(c)
             return
         await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=True)
 
     async def _publish(self, c: Confession, reply: str, fallback: bool) -> None:
         if await self.storage.finish(c.id, PUBLISHED, reply, fallback, None):
             log.info("confession_published", confession_id=c.id, ai_fallback=fallback)
-
-
-class LoginWindow:
-    """At most ``limit`` login attempts per username in any 60 s (in-process sliding window)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._hits: dict[str, deque[float]] = {}
-
-    def hit(self, key: str) -> None:
-        t = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= t - 60:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            raise TooMany("rate_limited", "too many login attempts; try again later", hits[0] + 60 - t)
-        hits.append(t)
-        if len(self._hits) > 10000:  # bounded memory: forget users with no recent attempt
-            self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > t - 60}
+            await self._changed(c)
 
 
 async def create_user(storage: Storage, username: str, password: str, name: str | None = None,

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from cwalld.config import Config
 from cwalld.http import errors, routes
-from cwalld.http.keys import CONFIG, WALL
+from cwalld.http.keys import CONFIG, VIEWS, WALL
 from cwalld.service import Wall
+from cwalld.views import Views
 
 log = structlog.get_logger("cwalld.http")
 
@@ -54,12 +55,13 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
     return middleware
 
 
-def create(config: Config, wall: Wall) -> web.Application:
+def create(config: Config, wall: Wall, views: Views) -> web.Application:
     middlewares = [context, errors.errors]
     if config.server.cors_origins:
         middlewares.insert(1, cors(config.server.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
     app[WALL] = wall
+    app[VIEWS] = views
     routes.setup(app)
     return app

@@ -5,7 +5,9 @@ from aiohttp import web
 from cwalld.config import Config
 from cwalld.domain import User
 from cwalld.service import Wall
+from cwalld.views import Views
 
 WALL = web.AppKey("wall", Wall)
+VIEWS = web.AppKey("views", Views)
 CONFIG = web.AppKey("config", Config)
 USER = web.RequestKey("user", User | None)  # type: ignore[arg-type]

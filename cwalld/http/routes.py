@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cwalld.domain import Confession, Invalid, User
+from cwalld.domain import Invalid
 from cwalld.http import auth
 from cwalld.http.json import body, respond
-from cwalld.http.keys import WALL
+from cwalld.http.keys import VIEWS, WALL
 from cwalld.http.openapi import document
-from cwalld.service import Page
+from cwalld.views import Body, confession_json, user_json
 
 ID = r"{id:\d{1,18}}"
 
@@ -36,46 +36,6 @@ def setup(app: web.Application) -> None:
 
 
 # --- shaping ---
-
-
-def confession_json(c: Confession, empathized: bool, viewer: User | None) -> dict[str, object]:
-    out: dict[str, object] = {
-        "id": c.id,
-        "content": c.content,
-        "category": c.category,
-        "status": c.status,
-        "ai_response": c.ai_response,
-        "ai_fallback": c.ai_fallback,
-        "empathy_count": c.empathy_count,
-        "is_popular": c.is_popular,
-        "created_at": c.created_at,
-        "published_at": c.published_at,
-        # Storage fills ``author`` only for named confessions, the service for the author's own view.
-        "author": {"username": c.author.username, "name": c.author.name, "image": c.author.image} if c.author else None,
-        "empathized": empathized,
-    }
-    if viewer is not None and viewer.id == c.author_id:
-        out["rejection_reason"] = c.rejection_reason
-    return out
-
-
-def user_json(u: User) -> dict[str, object]:
-    return {
-        "id": u.id,
-        "username": u.username,
-        "name": u.name,
-        "image": u.image,
-        "is_admin": u.is_admin,
-        "badges": [{"code": b.code, "name": b.name, "awarded_at": b.awarded_at} for b in u.badges],
-        "created_at": u.created_at,
-    }
-
-
-def page_json(page: Page, viewer: User | None, with_cursor: bool = True) -> dict[str, object]:
-    out: dict[str, object] = {"items": [confession_json(c, c.id in page.empathized, viewer) for c in page.items]}
-    if with_cursor:
-        out["next_cursor"] = page.next_cursor
-    return out
 
 
 def limit_param(request: web.Request, default: int = 20, most: int = 50) -> int:
@@ -106,22 +66,27 @@ async def categories(request: web.Request) -> web.Response:
     return respond({"categories": [{"slug": s, "name": n} for s, n in request.app[WALL].categories.items()]})
 
 
+def send(request: web.Request, b: Body) -> web.Response:
+    """Cached bytes as they are, with an ETag; 304 when the client has them already."""
+    headers = {"ETag": b.etag, "Cache-Control": "no-cache"}
+    if b.etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=b.data, content_type="application/json", headers=headers)
+
+
 async def stats(request: web.Request) -> web.Response:
-    return respond(await request.app[WALL].stats())
+    return send(request, await request.app[VIEWS].stats())
 
 
 async def feed(request: web.Request) -> web.Response:
     viewer = await auth.viewer(request)
-    page = await request.app[WALL].feed(
-        viewer, request.query.get("category"), limit_param(request), request.query.get("cursor")
-    )
-    return respond(page_json(page, viewer))
+    return send(request, await request.app[VIEWS].feed(
+        viewer, request.query.get("category"), limit_param(request), request.query.get("cursor")))
 
 
 async def popular(request: web.Request) -> web.Response:
     viewer = await auth.viewer(request)
-    page = await request.app[WALL].popular(viewer, limit_param(request))
-    return respond(page_json(page, viewer, with_cursor=False))
+    return send(request, await request.app[VIEWS].popular(viewer, limit_param(request)))
 
 
 async def get_confession(request: web.Request) -> web.Response:
@@ -157,8 +122,7 @@ async def me(request: web.Request) -> web.Response:
 
 async def my_confessions(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
-    page = await request.app[WALL].mine(user, limit_param(request), request.query.get("cursor"))
-    return respond(page_json(page, user))
+    return send(request, await request.app[VIEWS].mine(user, limit_param(request), request.query.get("cursor")))
 
 
 # --- signed in ---

@@ -19,6 +19,8 @@ class Storage(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
+    async def secret(self, name: str) -> str:
+        """A random value made once per database, the same for every process using it."""
 
     # users and sessions
     async def create_user(self, username: str, password_hash: str, name: str | None, is_admin: bool) -> User:
@@ -49,8 +51,8 @@ class Storage(Protocol):
     async def pending_ids(self, older_than: str | None = None) -> list[int]: ...
 
     # empathy
-    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> int | None:
-        """Idempotent; returns the new count, or None if the confession is not published."""
+    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> Confession | None:
+        """Idempotent; returns the confession as it now is, or None if it is not published."""
     async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]: ...
 
     async def stats(self) -> dict[str, object]: ...

@@ -8,6 +8,7 @@ and across processes sharing the file, without an application lock.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from importlib import resources
 from pathlib import Path
@@ -105,6 +106,12 @@ class SQLiteStorage:
 
     async def ping(self) -> None:
         await self.r.execute_fetchall("SELECT 1")
+
+    async def secret(self, name: str) -> str:
+        """A random value made once per database and shared by every process using it."""
+        await self.w.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                             (name, secrets.token_hex(32)))
+        return list(await self.w.execute_fetchall("SELECT value FROM meta WHERE key = ?", (name,)))[0][0]
 
     # --- users and sessions ---
 
@@ -230,7 +237,7 @@ class SQLiteStorage:
 
     # --- empathy ---
 
-    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> int | None:
+    async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> Confession | None:
         if on:
             await self.w.execute(
                 "INSERT INTO empathies (confession_id, user_id, created_at)"
@@ -244,12 +251,8 @@ class SQLiteStorage:
                 " AND EXISTS (SELECT 1 FROM confessions WHERE id = ? AND status = 'published')",
                 (confession_id, user_id, confession_id),
             )
-        rows = list(await self.w.execute_fetchall(
-            "SELECT empathy_count, status FROM confessions WHERE id = ?", (confession_id,)
-        ))
-        if not rows or rows[0][1] != PUBLISHED:
-            return None
-        return rows[0][0]
+        c = await self._one(self.w, confession_id)
+        return c if c is not None and c.status == PUBLISHED else None
 
     async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]:
         if not confession_ids:

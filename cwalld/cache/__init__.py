@@ -1,0 +1,142 @@
+"""The cache: what makes reads cheap, and never a reason for a wrong answer or a 5xx.
+
+Backends (``cache.local`` in-process LRU, ``cache.redis`` shared) store bytes and counters.
+``Cache`` on top adds what both need once:
+
+- **Generations.** Entries are keyed with the current value of their generation counters
+  (``global`` plus e.g. ``feed:love``); invalidating is one INCR, O(1), and an entry computed
+  from old data is stored under the old generation, where nobody looks any more — so the next
+  read after a write is fresh (read-your-writes) without KEYS, SCAN or delete races.
+- **Fail-open.** A backend error or a call slower than ``SLOW`` puts the cache aside for
+  ``PAUSE`` seconds; reads go to SQLite. Logged once per outage. Invalidations may have been
+  lost meanwhile, so the first success after an outage bumps ``global``: nothing cached before
+  it is served again.
+- **Single flight.** Concurrent misses of one key run the fill once; the others await it.
+- Hit and miss counts per kind, for metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import structlog
+
+log = structlog.get_logger("cwalld.cache")
+T = TypeVar("T")
+
+SLOW = 0.05  # seconds: a cache slower than this costs more than the query it saves
+PAUSE = 1.0  # seconds the cache stays aside after a failure
+
+
+class CacheBackend(Protocol):
+    async def lookup(self, gens: list[str], base: str) -> tuple[str, bytes | None]:
+        """Fold the current values of ``gens`` into ``base``; return that key and its value."""
+
+    async def store(self, key: str, value: bytes, ttl: float) -> None: ...
+    async def bump(self, gens: list[str]) -> None: ...
+    async def get(self, key: str) -> bytes | None: ...
+    async def hit(self, key: str, ttl: float) -> int:
+        """Atomically count one more hit in a window of ``ttl`` seconds opened by the first."""
+
+    async def close(self) -> None: ...
+
+
+class Unavailable(Exception):
+    """The cache is aside right now; the caller does without it."""
+
+
+class Cache:
+    def __init__(self, backend: CacheBackend | None, enabled: bool = True) -> None:
+        self.backend = backend if enabled else None
+        self.hits: Counter[str] = Counter()
+        self.misses: Counter[str] = Counter()
+        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._aside_until = 0.0
+        self._down = False
+
+    async def _call(self, op: Awaitable[T]) -> T:
+        if self.backend is None or time.monotonic() < self._aside_until:
+            if asyncio.iscoroutine(op):
+                op.close()
+            raise Unavailable
+        try:
+            async with asyncio.timeout(SLOW):
+                result = await op
+        except Exception as e:  # noqa: BLE001 - any backend trouble: do without the cache
+            self._aside_until = time.monotonic() + PAUSE
+            if not self._down:
+                self._down = True
+                log.warning("cache_unavailable", error=str(e) or type(e).__name__)
+            raise Unavailable from None
+        if self._down:
+            self._down = False
+            log.info("cache_available")
+            await self.bump("global")  # invalidations may have been lost while it was away
+        return result
+
+    async def page(self, kind: str, gens: list[str], base: str, ttl: float,
+                   fill: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The cached bytes for ``base`` under ``gens``, filled (once per key) on a miss."""
+        try:
+            key, value = await self._call(self.backend.lookup(["global", *gens], base))  # type: ignore[union-attr]
+        except Unavailable:
+            self.misses[kind] += 1
+            return await fill()
+        if value is not None:
+            self.hits[kind] += 1
+            return value
+        self.misses[kind] += 1
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            value = await fill()
+            future.set_result(value)
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # retrieved: waiters get it; nobody else must
+            raise
+        finally:
+            del self._inflight[key]
+        try:
+            await self._call(self.backend.store(key, value, ttl))  # type: ignore[union-attr]
+        except Unavailable:
+            pass
+        return value
+
+    async def bump(self, *gens: str) -> None:
+        try:
+            await self._call(self.backend.bump(list(gens)))  # type: ignore[union-attr]
+        except Unavailable:
+            pass
+
+    async def get(self, kind: str, key: str) -> bytes | None:
+        try:
+            value = await self._call(self.backend.get(key))  # type: ignore[union-attr]
+        except Unavailable:
+            value = None
+        (self.hits if value is not None else self.misses)[kind] += 1
+        return value
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        try:
+            await self._call(self.backend.store(key, value, ttl))  # type: ignore[union-attr]
+        except Unavailable:
+            pass
+
+    async def hit(self, key: str, ttl: float) -> int | None:
+        """Count a hit in a shared window, or None when the cache is away (caller decides)."""
+        try:
+            return await self._call(self.backend.hit(key, ttl))  # type: ignore[union-attr]
+        except Unavailable:
+            return None
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()

@@ -1,0 +1,51 @@
+"""The Redis cache: shared by every cwalld process on the same Redis (and ``[redis].prefix``).
+
+A lookup is one round trip: a Lua script reads the generation counters, builds the key and GETs
+it. Entries expire by TTL; generations are plain counters (INCR) that never expire.
+"""
+
+from __future__ import annotations
+
+from cwalld.queue.redis import connect
+
+LOOKUP = """
+local parts = {}
+for i, g in ipairs(redis.call('MGET', unpack(KEYS))) do parts[i] = g or '0' end
+local key = table.concat(parts, '.') .. ':' .. ARGV[2]
+return {key, redis.call('GET', ARGV[1] .. key)}
+"""
+HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+class RedisCache:
+    def __init__(self, url: str, prefix: str = "cwall:") -> None:
+        self.r = connect(url, socket_connect_timeout=0.2, socket_timeout=0.2)
+        self.entry, self.gen = f"{prefix}c:", f"{prefix}g:"
+        self._lookup = self.r.register_script(LOOKUP)
+        self._hit = self.r.register_script(HIT)
+
+    async def lookup(self, gens: list[str], base: str) -> tuple[str, bytes | None]:
+        key, value = await self._lookup([self.gen + g for g in gens], [self.entry, base])
+        return key.decode(), value or None
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.r.get(self.entry + key)
+
+    async def store(self, key: str, value: bytes, ttl: float) -> None:
+        await self.r.set(self.entry + key, value, px=max(1, int(ttl * 1000)))
+
+    async def bump(self, gens: list[str]) -> None:
+        async with self.r.pipeline(transaction=False) as p:
+            for g in gens:
+                p.incr(self.gen + g)
+            await p.execute()
+
+    async def hit(self, key: str, ttl: float) -> int:
+        return int(await self._hit([self.entry + key], [int(ttl * 1000)]))
+
+    async def close(self) -> None:
+        await self.r.aclose()
