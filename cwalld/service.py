@@ -211,7 +211,7 @@ class Wall:
             await self._publish(c, self.ai.fallback(c.id), fallback=True)
             return
         # Identical text gets the identical outcome: reuse it without calling the API.
-        key = "ai:" + hashlib.sha256(" ".join(c.content.casefold().split()).encode()).hexdigest()
+        key = "ai:" + hashlib.sha256(" ".join(c.content.split()).encode()).hexdigest()
         cached = await self.cache.get("ai_response", key)
         if cached is not None:
             outcome = orjson.loads(cached)

@@ -74,3 +74,19 @@ async def test_sigterm_lets_active_jobs_finish_and_exits_0(
         await asyncio.sleep(0.01)
     assert await d.stop(signal.SIGTERM) == 0
     assert statuses(tmp_path / "data" / "cwall.db") == {cid: "published" for cid in ids}
+
+
+async def test_daily_limit_is_exact_across_two_processes(
+        tmp_path: Path, daemons: Any, fake_ai: Any, redis_server: Any, redis_prefix: str) -> None:
+    env = {**redis_env(redis_server, redis_prefix, fake_ai), "CWALLD_LIMITS_DAILY_CONFESSIONS": "5"}
+    a, b = daemons(tmp_path, **env), daemons(tmp_path, **env)
+    await a.start()
+    await b.start()
+    async with aiohttp.ClientSession() as s:
+        _, body = await call(s, "POST", a.url + "/api/v1/auth/register", json={"username": "hizli", "password": "password123"})
+        results = await asyncio.gather(*(
+            call(s, "POST", (a if i % 2 else b).url + "/api/v1/confessions", body["token"],
+                 json={"content": f"Aynı anda gönderilen itiraf {i}", "category": "funny"}) for i in range(20)))
+    codes = [status for status, _ in results]
+    assert codes.count(202) == 5 and codes.count(429) == 15
+    assert len(statuses(tmp_path / "data" / "cwall.db")) == 5

@@ -11,7 +11,7 @@ Backends (``cache.local`` in-process LRU, ``cache.redis`` shared) store bytes an
   ``PAUSE`` seconds; reads go to SQLite. Logged once per outage. Invalidations may have been
   lost meanwhile, so the first success after an outage bumps ``global``: nothing cached before
   it is served again.
-- **Single flight.** Concurrent misses of one key run the fill once; the others await it.
+- **Single flight.** Concurrent reads of one page share one lookup and, on a miss, one fill.
 - Hit and miss counts per kind, for metrics.
 """
 
@@ -54,7 +54,8 @@ class Cache:
         self.backend = backend if enabled else None
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
-        self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._inflight: dict[tuple[int, str], asyncio.Future[bytes]] = {}
+        self._epoch = 0  # bumps made by this process
         self._aside_until = 0.0
         self._down = False
 
@@ -80,7 +81,29 @@ class Cache:
 
     async def page(self, kind: str, gens: list[str], base: str, ttl: float,
                    fill: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The cached bytes for ``base`` under ``gens``, filled (once per key) on a miss."""
+        """The cached bytes for ``base`` under ``gens``, filled on a miss. Concurrent calls for
+        one page share one lookup and one fill; a bump from this process starts a new flight,
+        so a read that follows a write never joins a flight that began before it."""
+        flight = (self._epoch, base)
+        running = self._inflight.get(flight)
+        if running is not None:
+            self.hits[kind] += 1
+            return await asyncio.shield(running)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = future
+        try:
+            value = await self._load(kind, gens, base, ttl, fill)
+            future.set_result(value)
+            return value
+        except BaseException as e:
+            future.set_exception(e)
+            future.exception()  # marked retrieved: the waiters get it, nobody else must
+            raise
+        finally:
+            del self._inflight[flight]
+
+    async def _load(self, kind: str, gens: list[str], base: str, ttl: float,
+                    fill: Callable[[], Awaitable[bytes]]) -> bytes:
         try:
             key, value = await self._call(self.backend.lookup(["global", *gens], base))  # type: ignore[union-attr]
         except Unavailable:
@@ -90,20 +113,7 @@ class Cache:
             self.hits[kind] += 1
             return value
         self.misses[kind] += 1
-        running = self._inflight.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            value = await fill()
-            future.set_result(value)
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # retrieved: waiters get it; nobody else must
-            raise
-        finally:
-            del self._inflight[key]
+        value = await fill()
         try:
             await self._call(self.backend.store(key, value, ttl))  # type: ignore[union-attr]
         except Unavailable:
@@ -111,6 +121,7 @@ class Cache:
         return value
 
     async def bump(self, *gens: str) -> None:
+        self._epoch += 1
         try:
             await self._call(self.backend.bump(list(gens)))  # type: ignore[union-attr]
         except Unavailable:

@@ -52,6 +52,7 @@ _CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string"}, "descr
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _PAGE = _obj({"items": {"type": "array", "items": _ref("Confession")}, "next_cursor": {"type": ["string", "null"]}})
 _AUTH_OK = _obj({"token": {"type": "string"}, "user": _ref("User")})
+_NOT_MODIFIED = {"304": {"description": "Not modified: the ETag sent in If-None-Match is still current"}}
 _EMPATHY = _json(_obj({"empathy_count": {"type": "integer"}, "empathized": {"type": "boolean"}}))
 
 
@@ -66,7 +67,7 @@ def document() -> dict[str, Any]:
             "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"})})},
             "/api/v1/categories": {"get": _op("Categories", {"200": _json(_obj(
                 {"categories": {"type": "array", "items": _obj({"slug": {"type": "string"}, "name": {"type": "string"}})}}))})},
-            "/api/v1/stats": {"get": _op("Wall statistics", {"200": _json(_ref("Stats"))})},
+            "/api/v1/stats": {"get": _op("Wall statistics (cached; ETag)", {"200": _json(_ref("Stats")), **_NOT_MODIFIED})},
             "/api/v1/auth/register": {"post": _op(
                 "Create an account", {"201": _json(_AUTH_OK, "Created")}, "400 409 413 415 422",
                 body=_obj({"username": {"type": "string", "pattern": "^[a-z0-9_]{3,32}$"},
@@ -80,10 +81,12 @@ def document() -> dict[str, Any]:
             "/api/v1/me": {"get": _op("The signed-in user", {"200": _json(_obj({"user": _ref("User")}))}, "401",
                                       auth="required")},
             "/api/v1/me/confessions": {"get": _op(
-                "Own confessions, every status, newest first", {"200": _json(_PAGE)}, "401 422",
+                "Own confessions, every status, newest first (cached; ETag)", {"200": _json(_PAGE), **_NOT_MODIFIED},
+                "401 422",
                 auth="required", params=[_LIMIT, _CURSOR])},
             "/api/v1/confessions": {
-                "get": _op("Published confessions, newest first", {"200": _json(_PAGE)}, "401 422", auth="optional",
+                "get": _op("Published confessions, newest first (cached; ETag)", {"200": _json(_PAGE), **_NOT_MODIFIED},
+                           "401 422", auth="optional",
                            params=[{"name": "category", "in": "query", "schema": {"type": "string"}}, _LIMIT, _CURSOR]),
                 "post": _op("Post a confession (queued for an AI reply)",
                             {"202": _json(_obj({"confession": _ref("Confession")}), "Accepted, pending")},
@@ -92,8 +95,9 @@ def document() -> dict[str, Any]:
                                        "anonymous": {"type": "boolean", "default": True}}, ["content", "category"])),
             },
             "/api/v1/confessions/popular": {"get": _op(
-                "Popular confessions, most empathy first",
-                {"200": _json(_obj({"items": {"type": "array", "items": _ref("Confession")}}))}, "401 422",
+                "Popular confessions, most empathy first (cached; ETag)",
+                {"200": _json(_obj({"items": {"type": "array", "items": _ref("Confession")}})), **_NOT_MODIFIED},
+                "401 422",
                 auth="optional", params=[_LIMIT])},
             "/api/v1/confessions/{id}": {
                 "get": _op("One confession (published, or your own)",
