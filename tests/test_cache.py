@@ -244,3 +244,14 @@ async def test_no_anonymous_author_in_any_cache_entry(tmp_path: Path, fake_ai: A
     for k in keys:
         blob = k + (r.get(k) or b"" if r.type(k) == b"string" else b"")
         assert b"gizli" not in blob.lower() and f":{user_id}:".encode() not in k, k
+
+
+async def test_cache_disabled_serves_everything_from_sqlite(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url, cache={"enabled": False})))
+    token = await api.register()
+    cid = (await (await api.post(token)).json())["confession"]["id"]
+    await api.wait_status(cid, token)
+    for path in ("/api/v1/confessions", "/api/v1/confessions/popular", "/api/v1/stats", "/api/v1/me/confessions"):
+        assert (await api.c.get(path, headers=api.auth(token))).status == 200
+    assert [c["id"] for c in (await get(api, "/api/v1/confessions"))["items"]] == [cid]
+    assert api.c.app[WALL].cache.hits["feed"] == 0

@@ -59,14 +59,12 @@ class Cache:
         self._aside_until = 0.0
         self._down = False
 
-    async def _call(self, op: Awaitable[T]) -> T:
+    async def _call(self, op: Callable[[CacheBackend], Awaitable[T]]) -> T:
         if self.backend is None or time.monotonic() < self._aside_until:
-            if asyncio.iscoroutine(op):
-                op.close()
             raise Unavailable
         try:
             async with asyncio.timeout(SLOW):
-                result = await op
+                result = await op(self.backend)
         except Exception as e:  # noqa: BLE001 - any backend trouble: do without the cache
             self._aside_until = time.monotonic() + PAUSE
             if not self._down:
@@ -105,7 +103,7 @@ class Cache:
     async def _load(self, kind: str, gens: list[str], base: str, ttl: float,
                     fill: Callable[[], Awaitable[bytes]]) -> bytes:
         try:
-            key, value = await self._call(self.backend.lookup(["global", *gens], base))  # type: ignore[union-attr]
+            key, value = await self._call(lambda b: b.lookup(["global", *gens], base))
         except Unavailable:
             self.misses[kind] += 1
             return await fill()
@@ -115,7 +113,7 @@ class Cache:
         self.misses[kind] += 1
         value = await fill()
         try:
-            await self._call(self.backend.store(key, value, ttl))  # type: ignore[union-attr]
+            await self._call(lambda b: b.store(key, value, ttl))
         except Unavailable:
             pass
         return value
@@ -123,13 +121,13 @@ class Cache:
     async def bump(self, *gens: str) -> None:
         self._epoch += 1
         try:
-            await self._call(self.backend.bump(list(gens)))  # type: ignore[union-attr]
+            await self._call(lambda b: b.bump(list(gens)))
         except Unavailable:
             pass
 
     async def get(self, kind: str, key: str) -> bytes | None:
         try:
-            value = await self._call(self.backend.get(key))  # type: ignore[union-attr]
+            value = await self._call(lambda b: b.get(key))
         except Unavailable:
             value = None
         (self.hits if value is not None else self.misses)[kind] += 1
@@ -137,14 +135,14 @@ class Cache:
 
     async def put(self, key: str, value: bytes, ttl: float) -> None:
         try:
-            await self._call(self.backend.store(key, value, ttl))  # type: ignore[union-attr]
+            await self._call(lambda b: b.store(key, value, ttl))
         except Unavailable:
             pass
 
     async def hit(self, key: str, ttl: float) -> int | None:
         """Count a hit in a shared window, or None when the cache is away (caller decides)."""
         try:
-            return await self._call(self.backend.hit(key, ttl))  # type: ignore[union-attr]
+            return await self._call(lambda b: b.hit(key, ttl))
         except Unavailable:
             return None
 
