@@ -29,7 +29,7 @@ def setup(level: str = "info", fmt: str = "json") -> None:
     else:
         processors.append(structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback))
-        factory = structlog.PrintLoggerFactory(sys.stdout)
+        factory = structlog.PrintLoggerFactory()  # sys.stdout as it is when logging
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

@@ -69,9 +69,10 @@ def _pack(ids: list[int], data: bytes) -> bytes:
     return _etag(data).encode() + b"\n" + b",".join(str(i).encode() for i in ids) + b"\n" + data
 
 
-def _unpack(entry: bytes) -> tuple[str, list[int], bytes]:
+def _unpack(entry: bytes) -> tuple[str, bytes, bytes]:
+    """(ETag, the ids line, body); ids are parsed only when a caller needs its overlay."""
     etag, ids, data = entry.split(b"\n", 2)
-    return etag.decode(), [int(i) for i in ids.split(b",") if i], data
+    return etag.decode(), ids, data
 
 
 class Views:
@@ -135,7 +136,7 @@ class Views:
         etag, ids, data = _unpack(entry)
         if viewer is None or not ids:
             return Body(data, etag)
-        marked = await self.wall.storage.empathized(viewer.id, ids)
+        marked = await self.wall.storage.empathized(viewer.id, [int(i) for i in ids.split(b",")])
         if not marked:
             return Body(data, etag)
         body = orjson.loads(data)

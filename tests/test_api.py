@@ -12,7 +12,9 @@ from tests.conftest import Api, test_config
 async def test_health_categories_and_request_id(api: Api) -> None:
     r = await api.c.get("/healthz")
     assert r.status == 200 and await r.json() == {"status": "ok"}
-    assert re.fullmatch(r"[0-9a-f]{32}", r.headers["X-Request-ID"])
+    first = r.headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{20}", first)
+    assert (await api.c.get("/healthz")).headers["X-Request-ID"] != first
     r = await api.c.get("/api/v1/categories", headers={"X-Request-ID": "trace-123"})
     assert r.headers["X-Request-ID"] == "trace-123"
     slugs = [c["slug"] for c in (await r.json())["categories"]]

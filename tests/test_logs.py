@@ -8,6 +8,7 @@ from cwalld import logs
 
 
 def test_json_lines_and_tracebacks_without_locals(capfd) -> None:  # type: ignore[no-untyped-def]
+    saved = structlog.get_config()
     logs.setup("info", "json")
     try:
         log = structlog.get_logger("t")
@@ -22,7 +23,7 @@ def test_json_lines_and_tracebacks_without_locals(capfd) -> None:  # type: ignor
         log.debug("hidden")
         out = capfd.readouterr().out
     finally:
-        logs.setup("info", "console")
+        structlog.configure(**saved)
     lines = out.strip().splitlines()
     assert len(lines) == 1  # debug is below the level
     record = json.loads(lines[0])

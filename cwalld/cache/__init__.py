@@ -33,6 +33,7 @@ PAUSE = 1.0  # seconds the cache stays aside after a failure
 
 
 class CacheBackend(Protocol):
+    remote: bool  # over the network: bounded by SLOW and may be away
     async def lookup(self, gens: list[str], base: str) -> tuple[str, bytes | None]:
         """Fold the current values of ``gens`` into ``base``; return that key and its value."""
 
@@ -63,7 +64,10 @@ class Cache:
         if self.backend is None or time.monotonic() < self._aside_until:
             raise Unavailable
         try:
-            async with asyncio.timeout(SLOW):
+            if self.backend.remote:
+                async with asyncio.timeout(SLOW):
+                    result = await op(self.backend)
+            else:  # in-process: cannot be slow or away
                 result = await op(self.backend)
         except Exception as e:  # noqa: BLE001 - any backend trouble: do without the cache
             self._aside_until = time.monotonic() + PAUSE

@@ -11,6 +11,8 @@ from collections import OrderedDict
 
 
 class LocalCache:
+    remote = False
+
     def __init__(self, max_entries: int = 10000) -> None:
         self.max_entries = max_entries
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()

@@ -22,6 +22,8 @@ return n
 
 
 class RedisCache:
+    remote = True
+
     def __init__(self, url: str, prefix: str = "cwall:") -> None:
         self.r = connect(url, socket_connect_timeout=0.2, socket_timeout=0.2)
         self.entry, self.gen = f"{prefix}c:", f"{prefix}g:"

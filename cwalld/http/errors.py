@@ -51,27 +51,31 @@ def error_response(status: int, code: str, message: str, **extra: object) -> web
     return web.Response(status=status, body=orjson.dumps({"error": body}), content_type="application/json", headers=headers)
 
 
-@web.middleware
-async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def handle(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    """Run ``handler``; whatever it raises comes back as the JSON error response."""
     try:
         return await handler(request)
-    except DomainError as e:
-        status = STATUS.get(type(e), 400)
+    except web.HTTPRedirection:
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure becomes a JSON error, never a trace
+        return to_response(request, e)
+
+
+def to_response(request: web.Request, exc: Exception) -> web.Response:
+    """The error response for anything a handler raised (HTTP redirects aside)."""
+    if isinstance(exc, DomainError):
         extra: dict[str, object] = {}
-        if isinstance(e, Invalid):
-            extra["fields"] = e.fields
-        if isinstance(e, TooMany):
-            extra["retry_after"] = e.retry_after
-        return error_response(status, e.code, e.message, **extra)
-    except ApiError as e:
-        return error_response(e.status, e.code, e.message)
-    except web.HTTPException as e:
-        if e.status < 400:
-            raise
-        extra = {"allow": ", ".join(sorted(e.allowed_methods))} if isinstance(e, web.HTTPMethodNotAllowed) else {}
+        if isinstance(exc, Invalid):
+            extra["fields"] = exc.fields
+        if isinstance(exc, TooMany):
+            extra["retry_after"] = exc.retry_after
+        return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, **extra)
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
+        extra = {"allow": ", ".join(sorted(exc.allowed_methods))} if isinstance(exc, web.HTTPMethodNotAllowed) else {}
         message = {404: "no such resource", 405: f"{request.method} is not allowed here",
-                   413: "request body too large"}.get(e.status, e.reason)
-        return error_response(e.status, CODES.get(e.status, "error"), message, **extra)
-    except Exception:
-        log.exception("unhandled_error", method=request.method, path=request.path)
-        return error_response(500, "internal", "internal error")
+                   413: "request body too large"}.get(exc.status, exc.reason)
+        return error_response(exc.status, CODES.get(exc.status, "error"), message, **extra)
+    log.error("unhandled_error", method=request.method, path=request.path, exc_info=exc)
+    return error_response(500, "internal", "internal error")
