@@ -1,8 +1,10 @@
 """The composition root: build every adapter from the config, wire them, run them in order.
 
-Start: storage (migrations) → consumers → pending confessions queued again → HTTP listens.
-Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes in-flight requests → consumers finish
-active jobs within ``queue.shutdown_grace`` → AI client and database closed.
+Start: storage (migrations) → consumers → pending confessions queued again → scheduler →
+control socket → HTTP listens.
+Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes in-flight requests → control socket and
+scheduler stop → consumers finish active jobs within ``queue.shutdown_grace`` → AI client, cache
+and database closed.
 """
 
 from __future__ import annotations
@@ -14,14 +16,14 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from cwalld import http
+from cwalld import control, http
 from cwalld.ai import AI
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
 from cwalld.config import Config
-from cwalld.domain import iso_after
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
+from cwalld.scheduler import Job, Scheduler
 from cwalld.service import Wall
 from cwalld.storage.sqlite import SQLiteStorage
 from cwalld.views import Views
@@ -39,15 +41,16 @@ def make_queue(config: Config) -> JobQueue:
     return LocalQueue(config.queue)
 
 
-async def sweep(wall: Wall, config: Config) -> None:
-    """Queue again every confession pending past the grace with no live job (a lost enqueue,
-    a flushed or restarted Redis). SQLite is the truth; this is how the queue catches up."""
-    while True:
-        await asyncio.sleep(config.queue.sweep_interval)
-        try:
-            await wall.requeue_pending(older_than=iso_after(-config.queue.sweep_grace))
-        except Exception as e:  # noqa: BLE001 - e.g. Redis down: the next sweep tries again
-            log.warning("sweep_failed", error=str(e))
+def make_scheduler(config: Config, wall: Wall) -> Scheduler:
+    """The recovery job is how the queue catches up with SQLite, the truth: it queues again
+    every confession pending past the grace with no live job (a lost enqueue, a flushed Redis)."""
+    s = config.scheduler
+    return Scheduler(wall.storage, [
+        Job("popular", config.popular.schedule, wall.popular_job),
+        Job("recovery", s.recovery, wall.recovery_job),
+        Job("queue_clean", s.queue_clean, wall.queue_clean_job),
+        Job("sessions_purge", s.sessions_purge, wall.sessions_purge_job),
+    ], s.timezone)
 
 
 def make_cache(config: Config) -> Cache:
@@ -68,7 +71,8 @@ def build(config: Config) -> web.Application:
     cache = make_cache(config)
     wall = Wall(config, storage, queue, ai, cache)
     views = Views(wall, cache, config.cache)
-    app = http.create(config, wall, views)
+    scheduler = make_scheduler(config, wall)
+    app = http.create(config, wall, views, scheduler)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await storage.open()
@@ -78,9 +82,11 @@ def build(config: Config) -> web.Application:
             await wall.requeue_pending()
         except Exception as e:  # noqa: BLE001 - the sweep will queue them once the queue is back
             log.warning("requeue_failed", error=str(e))
-        sweeper = asyncio.create_task(sweep(wall, config), name="sweep")
+        await scheduler.start()
+        operator = await control.start(control.create(wall, scheduler), config.server.control_socket)
         yield
-        sweeper.cancel()
+        await control.stop(operator, config.server.control_socket)
+        await scheduler.stop()
         await queue.stop(config.queue.shutdown_grace)
         await ai.close()
         await cache.close()

@@ -41,7 +41,26 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="make the user an admin")
     create.add_argument("--password-stdin", action="store_true", required=True,
                         help="read the password from standard input (never from the command line)")
-    create.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+    for name, text in (("promote", "make a user an admin"), ("demote", "revoke a user's admin rights")):
+        usub.add_parser(name, help=text).add_argument("username")
+    # operator commands: they ask the running daemon over its control socket
+    queue = sub.add_parser("queue", help="the AI job queue of the running daemon")
+    qsub = queue.add_subparsers(dest="queue_command", required=True)
+    qsub.add_parser("stats", help="waiting, active, completed, failed, delayed")
+    clean = qsub.add_parser("clean", help="forget finished job records older than --grace seconds")
+    clean.add_argument("--grace", type=int, default=0)
+    qsub.add_parser("retry-failed", help="queue every failed job again")
+    cache = sub.add_parser("cache", help="the cache of the running daemon")
+    csub = cache.add_subparsers(dest="cache_command", required=True)
+    csub.add_parser("clear", help="drop cached entries").add_argument("scope", choices=["feed", "popular", "stats", "all"])
+    jobs = sub.add_parser("jobs", help="scheduled jobs of the running daemon")
+    jsub = jobs.add_subparsers(dest="jobs_command", required=True)
+    jsub.add_parser("list", help="jobs, schedules, next and last runs")
+    jsub.add_parser("run", help="run a job now").add_argument("name")
+    for group in (usub, qsub, csub, jsub):
+        for sp in group.choices.values():
+            sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+            sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
@@ -61,9 +80,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "check":
         return run(lambda: check(cfg))
-    if command == "user":
+    if command == "user" and args.user_command == "create":
         return run(lambda: user_create(cfg, args.username, sys.stdin.readline().rstrip("\r\n"), args.admin))
-    return 2  # pragma: no cover
+    if command == "user":
+        return run(lambda: user_admin(cfg, args.username, args.user_command == "promote"))
+    method, path, payload = {
+        ("queue", "stats"): ("GET", "/queue", None),
+        ("queue", "clean"): ("POST", "/queue/clean", {"grace_seconds": getattr(args, "grace", 0)}),
+        ("queue", "retry-failed"): ("POST", "/queue/retry-failed", None),
+        ("cache", "clear"): ("POST", "/cache/clear", {"scope": getattr(args, "scope", None)}),
+        ("jobs", "list"): ("GET", "/jobs", None),
+        ("jobs", "run"): ("POST", f"/jobs/{getattr(args, 'name', '')}/run", None),
+    }[(command, getattr(args, f"{command}_command"))]
+    return run(lambda: control_call(cfg, method, path, payload, args.json))
 
 
 async def check(cfg: Config) -> int:
@@ -131,6 +160,71 @@ async def user_create(cfg: Config, username: str, password: str, admin: bool) ->
     finally:
         await storage.close()
     print(f"created user {user.username} (id {user.id}{', admin' if user.is_admin else ''})")
+    return 0
+
+
+async def control_call(cfg: Config, method: str, path: str, payload: object, as_json: bool) -> int:
+    """Ask the running daemon over its control socket; print a table (or JSON)."""
+    import json
+
+    import aiohttp
+
+    sock = cfg.server.control_socket
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as s:
+            async with s.request(method, "http://cwalld/api/v1/admin" + path, json=payload,
+                                 timeout=aiohttp.ClientTimeout(total=120)) as r:
+                body = await r.json()
+                ok = r.status < 400
+    except (aiohttp.ClientConnectionError, FileNotFoundError):
+        print(f"cwalld: the daemon is not running (no control socket at {sock})", file=sys.stderr)
+        return 1
+    if not ok:
+        print(f"cwalld: {body['error']['message']}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body))
+    return 0
+
+
+def render(body: dict) -> str:  # type: ignore[type-arg]
+    """A readable table of what the daemon answered."""
+    if "jobs" in body:
+        rows = [("job", "schedule", "next run", "last run", "result")]
+        for j in body["jobs"]:
+            last = j["last_run"] or {}
+            outcome = last.get("error") or json_compact(last.get("result"))
+            rows.append((j["name"], j["schedule"], j["next_run"][:19], (last.get("started_at") or "never")[:19], outcome))
+        return table(rows)
+    values = body["result"] if "result" in body else body
+    return table([(str(k), str(v)) for k, v in (values or {}).items()])
+
+
+def json_compact(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) if value else ""
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    if not rows:
+        return ""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+async def user_admin(cfg: Config, username: str, on: bool) -> int:
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    storage = SQLiteStorage(cfg.storage.path)
+    await storage.open()
+    try:
+        user = await storage.set_admin(username, on)
+    finally:
+        await storage.close()
+    if user is None:
+        print(f"cwalld: no user {username!r}", file=sys.stderr)
+        return 1
+    print(f"{user.username} is {'now' if on else 'no longer'} an admin")
     return 0
 
 

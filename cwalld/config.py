@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from croniter import croniter
 
 
@@ -33,6 +35,7 @@ class Server:
     port: int = 8080
     max_body_bytes: int = 16384
     cors_origins: list[str] = field(default_factory=list)
+    control_socket: str = "./data/cwalld.sock"
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class Queue:
     shutdown_grace: float = 20.0
     keep_finished: int = 1000
     keep_finished_seconds: float = 86400.0
-    sweep_interval: float = 60.0
     sweep_grace: float = 30.0
 
 
@@ -110,6 +112,19 @@ class Popular:
 
 
 @dataclass(frozen=True)
+class Scheduler:
+    timezone: str = "UTC"
+    recovery: str = "* * * * *"
+    queue_clean: str = "15 4 * * *"
+    sessions_purge: str = "45 4 * * *"
+
+
+@dataclass(frozen=True)
+class Moderation:
+    auto_hide_reports: int = 5
+
+
+@dataclass(frozen=True)
 class Log:
     level: str = "info"
     format: str = "json"
@@ -145,6 +160,8 @@ class Config:
     cache: Cache = field(default_factory=Cache)
     auth: Auth = field(default_factory=Auth)
     popular: Popular = field(default_factory=Popular)
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    moderation: Moderation = field(default_factory=Moderation)
     log: Log = field(default_factory=Log)
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     source: str = "<defaults>"
@@ -293,7 +310,6 @@ def _check(cfg: Config) -> None:
     need(cfg.queue.job_timeout > 0, "queue.job_timeout", "must be greater than 0")
     need(cfg.queue.keep_finished >= 0, "queue.keep_finished", "must be 0 or more")
     need(cfg.queue.keep_finished_seconds >= 0, "queue.keep_finished_seconds", "must not be negative")
-    need(cfg.queue.sweep_interval > 0, "queue.sweep_interval", "must be greater than 0")
     need(cfg.queue.sweep_grace >= 0, "queue.sweep_grace", "must not be negative")
     need(cfg.queue.shutdown_grace >= 0, "queue.shutdown_grace", "must not be negative")
     need(cfg.queue.retries >= 0, "queue.retries", "must be 0 or more")
@@ -312,6 +328,15 @@ def _check(cfg: Config) -> None:
     need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")
     need(cfg.auth.login_attempts_per_minute >= 1, "auth.login_attempts_per_minute", "must be at least 1")
     need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {cfg.popular.schedule!r}")
+    for key in ("recovery", "queue_clean", "sessions_purge"):
+        expr = getattr(cfg.scheduler, key)
+        need(croniter.is_valid(expr), f"scheduler.{key}", f"not a valid cron expression: {expr!r}")
+    try:
+        ZoneInfo(cfg.scheduler.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        need(False, "scheduler.timezone", f"unknown time zone {cfg.scheduler.timezone!r}")
+    need(cfg.moderation.auto_hide_reports >= 1, "moderation.auto_hide_reports", "must be at least 1")
+    need(bool(cfg.server.control_socket), "server.control_socket", "must not be empty")
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
     need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")
     need(cfg.log.format in ("json", "console"), "log.format", "must be json or console")

@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-PENDING, PUBLISHED, REJECTED, DELETED = "pending", "published", "rejected", "deleted"
+PENDING, PUBLISHED, REJECTED, HIDDEN, DELETED = "pending", "published", "rejected", "hidden", "deleted"
 VIRAL_BADGE = ("viral_confession", "Viral İtiraf")
 
 

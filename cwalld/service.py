@@ -22,7 +22,9 @@ from cwalld.ai import AI, AIError, Verdict
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
 from cwalld.config import Config
-from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession, Invalid, NotFound, TooMany, Unauthorized, User
+from cwalld.domain import (
+    HIDDEN, PENDING, PUBLISHED, REJECTED, VIRAL_BADGE, Confession, Invalid, NotFound, TooMany, Unauthorized, User,
+)
 from cwalld.queue import JobQueue
 from cwalld.storage import Cursor, Storage
 
@@ -163,7 +165,7 @@ class Wall:
         c = await self.storage.confession(confession_id)
         mine = c is not None and viewer is not None and c.author_id == viewer.id
         if c is None or c.status == domain.DELETED or (c.status != PUBLISHED and not mine):
-            raise NotFound("no such confession")
+            raise NotFound("no such confession")  # hidden and rejected ones too, except to the author
         marked = bool(viewer and await self.storage.empathized(viewer.id, [c.id]))
         return (_with_author(c, viewer) if mine and viewer else c), marked
 
@@ -187,6 +189,70 @@ class Wall:
 
     async def stats(self) -> dict[str, object]:
         return await self.storage.stats()
+
+    # --- reports and moderation ---
+
+    async def report(self, user: User, confession_id: int, reason: object = None) -> None:
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+            raise Invalid({"reason": "a string of at most 500 characters"})
+        if not await self.storage.add_report(user.id, confession_id, reason.strip() or None if reason else None):
+            raise NotFound("no such published confession")
+        if await self.storage.hide_if_reported(confession_id, self.config.moderation.auto_hide_reports):
+            c = await self.storage.confession(confession_id)
+            log.info("confession_hidden", confession_id=confession_id, by="reports")
+            if c is not None:
+                await self._changed(c)
+
+    async def moderate(self, confession_id: int, hide: bool) -> Confession:
+        """An admin hides a published confession, or restores a hidden (or rejected) one."""
+        if hide:
+            c = await self.storage.set_status(confession_id, (PUBLISHED,), HIDDEN)
+        else:
+            c = await self.storage.set_status(confession_id, (HIDDEN, REJECTED), PUBLISHED,
+                                              fallback_reply=self.ai.fallback(confession_id))
+        if c is None:
+            raise NotFound("no confession in a state that allows this")
+        log.info("confession_hidden" if hide else "confession_restored", confession_id=confession_id, by="admin")
+        await self._changed(c)
+        return c
+
+    async def by_status(self, status: str | None, limit: int, cursor: str | None) -> Page:
+        if status not in (PENDING, REJECTED, HIDDEN):
+            raise Invalid({"status": "one of pending, rejected, hidden"})
+        items = await self.storage.by_status(status, limit + 1, decode_cursor(cursor))
+        return await self._page(None, items, limit, lambda c: (c.created_at, c.id))
+
+    async def set_admin(self, username: str, on: bool) -> User:
+        user = await self.storage.set_admin(username, on)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        log.info("admin_granted" if on else "admin_revoked", user_id=user.id)
+        return user
+
+    async def clear_cache(self, scope: object) -> str:
+        gens = {"feed": ["feed:all", *(f"feed:{c}" for c in self.categories)], "popular": ["popular"],
+                "stats": ["stats"], "all": ["global"]}
+        if scope not in gens:
+            raise Invalid({"scope": "one of feed, popular, stats, all"})
+        await self.cache.bump(*gens[scope])  # type: ignore[index]
+        return scope  # type: ignore[return-value]
+
+    # --- scheduled jobs ---
+
+    async def popular_job(self) -> dict[str, int]:
+        result = await self.storage.mark_popular(self.config.popular.threshold, VIRAL_BADGE)
+        await self.clear_cache("feed")
+        await self.clear_cache("popular")
+        return result
+
+    async def recovery_job(self) -> dict[str, int]:
+        return {"queued": await self.requeue_pending(older_than=domain.iso_after(-self.config.queue.sweep_grace))}
+
+    async def queue_clean_job(self) -> dict[str, int]:
+        return {"removed": await self.queue.clean(self.config.queue.keep_finished_seconds)}
+
+    async def sessions_purge_job(self) -> dict[str, int]:
+        return {"deleted": await self.storage.purge_sessions()}
 
     async def queue_stats(self) -> dict[str, int]:
         return await self.queue.stats()

@@ -100,6 +100,7 @@ def test_config(tmp_path: Path, ai_url: str | None = None, **sections: dict[str,
     """Fast settings for tests: short backoff and timeouts, a temp database."""
     raw: dict[str, Any] = {
         "storage": {"path": str(tmp_path / "cwall.db")},
+        "server": {"control_socket": str(tmp_path / "cwalld.sock")},
         "queue": {"backoff": [0.05, 0.1, 0.2], "job_timeout": 2.0, "shutdown_grace": 2.0},
         "ai": {"request_timeout": 1.0},
         "log": {"level": "warning"},

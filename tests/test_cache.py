@@ -207,7 +207,7 @@ async def test_ttl_expiry(tmp_path: Path, fake_ai: Any, make_client: Any) -> Non
 async def test_redis_stopped_mid_test_reads_and_writes_keep_answering(
         tmp_path: Path, fake_ai: Any, make_client: Any, own_redis: Any) -> None:
     cfg = test_config(tmp_path, fake_ai.url, redis={"url": own_redis.url},
-                      queue={"sweep_interval": 0.3, "sweep_grace": 0.2})
+                      queue={"sweep_grace": 0.2}, scheduler={"recovery": "* * * * * *"})
     api = Api(await make_client(cfg))
     token = await api.register()
     cid = (await (await api.post(token)).json())["confession"]["id"]

@@ -134,7 +134,7 @@ async def test_an_outage_is_logged_once_and_the_queue_recovers(own_redis: Any, r
 async def test_flushall_in_the_middle_of_200_confessions_loses_none(
         tmp_path: Any, fake_ai: Any, make_client: Any, own_redis: Any) -> None:
     cfg = test_config(tmp_path, fake_ai.url, redis={"url": own_redis.url},
-                      queue={"sweep_interval": 0.3, "sweep_grace": 0.5}, limits={"daily_confessions": 1000})
+                      queue={"sweep_grace": 0.5}, scheduler={"recovery": "* * * * * *"}, limits={"daily_confessions": 1000})
     api = Api(await make_client(cfg))
     fake_ai.latency = 0.05  # slower than posting: a backlog builds up in Redis
     token = await api.register()
@@ -159,7 +159,7 @@ async def test_flushall_in_the_middle_of_200_confessions_loses_none(
 async def test_redis_down_post_still_202_and_the_sweep_publishes_later(
         tmp_path: Any, fake_ai: Any, make_client: Any, own_redis: Any) -> None:
     cfg = test_config(tmp_path, fake_ai.url, redis={"url": own_redis.url},
-                      queue={"sweep_interval": 0.3, "sweep_grace": 0.2})
+                      queue={"sweep_grace": 0.2}, scheduler={"recovery": "* * * * * *"})
     api = Api(await make_client(cfg))
     token = await api.register()
     own_redis.stop()

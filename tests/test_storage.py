@@ -38,6 +38,8 @@ async def test_hot_queries_use_indexes(tmp_path: Path) -> None:
     await s.popular(5)
     await s.by_author(user.id, 5, (page[-1].created_at, page[-1].id))
     await s.empathized(user.id, [c.id for c in page])
+    await s.by_status("hidden", 5, None)
+    await s.by_status("pending", 5, (page[-1].created_at, page[-1].id))
     queries = [q for q in statements if q.lstrip().upper().startswith("SELECT") and "FROM confessions" in q]
     assert len(queries) >= 5
     for q in queries:

@@ -11,7 +11,8 @@ from aiohttp import web
 
 from cwalld.config import Config
 from cwalld.http import errors, routes
-from cwalld.http.keys import CONFIG, VIEWS, WALL
+from cwalld.http.keys import CONFIG, SCHEDULER, VIEWS, WALL
+from cwalld.scheduler import Scheduler
 from cwalld.service import Wall
 from cwalld.views import Views
 
@@ -61,7 +62,7 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
     return middleware
 
 
-def create(config: Config, wall: Wall, views: Views) -> web.Application:
+def create(config: Config, wall: Wall, views: Views, scheduler: Scheduler) -> web.Application:
     middlewares = [context]
     if config.server.cors_origins:
         middlewares.append(cors(config.server.cors_origins))
@@ -69,5 +70,6 @@ def create(config: Config, wall: Wall, views: Views) -> web.Application:
     app[CONFIG] = config
     app[WALL] = wall
     app[VIEWS] = views
+    app[SCHEDULER] = scheduler
     routes.setup(app)
     return app

@@ -31,3 +31,12 @@ async def body(request: web.Request) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise Invalid({"body": "must be a JSON object"})
     return data
+
+
+def limit_param(request: web.Request, default: int = 20, most: int = 50) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise Invalid({"limit": f"an integer from 1 to {most}"})
+    return int(raw)

@@ -52,6 +52,9 @@ _CURSOR = {"name": "cursor", "in": "query", "schema": {"type": "string"}, "descr
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
 _PAGE = _obj({"items": {"type": "array", "items": _ref("Confession")}, "next_cursor": {"type": ["string", "null"]}})
 _AUTH_OK = _obj({"token": {"type": "string"}, "user": _ref("User")})
+_INT = {"type": "integer", "minimum": 0}
+_SCOPE = {"enum": ["feed", "popular", "stats", "all"]}
+_USERNAME = {"name": "username", "in": "path", "required": True, "schema": {"type": "string"}}
 _NOT_MODIFIED = {"304": {"description": "Not modified: the ETag sent in If-None-Match is still current"}}
 _EMPATHY = _json(_obj({"empathy_count": {"type": "integer"}, "empathized": {"type": "boolean"}}))
 
@@ -111,8 +114,43 @@ def document() -> dict[str, Any]:
                 "delete": _op("Take empathy back (idempotent)", {"200": _EMPATHY}, "401 404", auth="required",
                               params=[_ID]),
             },
+            "/api/v1/confessions/{id}/report": {"post": _op(
+                "Report a published confession (once per user; enough reports hide it)",
+                {"202": _json(_obj({"reported": {"const": True}}), "Accepted")}, "400 401 404 415 422",
+                auth="required", params=[_ID], body=_obj({"reason": {"type": "string", "maxLength": 500}}))},
             "/api/v1/admin/queue": {"get": _op("AI job queue counts", {"200": _json(_ref("QueueStats"))}, "401 403",
                                                auth="required")},
+            "/api/v1/admin/queue/clean": {"post": _op(
+                "Forget finished job records older than grace_seconds", {"200": _json(_obj({"removed": _INT}))},
+                "400 401 403 415 422", auth="required", body=_obj({"grace_seconds": _INT}, ["grace_seconds"]))},
+            "/api/v1/admin/queue/retry-failed": {"post": _op(
+                "Queue every failed job again", {"200": _json(_obj({"retried": _INT}))}, "401 403", auth="required")},
+            "/api/v1/admin/cache/clear": {"post": _op(
+                "Drop cached entries of a scope", {"200": _json(_obj({"cleared": _SCOPE}))}, "400 401 403 415 422",
+                auth="required", body=_obj({"scope": _SCOPE}, ["scope"]))},
+            "/api/v1/admin/jobs": {"get": _op("Scheduled jobs, their next and last runs",
+                                              {"200": _json(_obj({"jobs": {"type": "array", "items": _ref("Job")}}))},
+                                              "401 403", auth="required")},
+            "/api/v1/admin/jobs/{name}/run": {"post": _op(
+                "Run a job now", {"200": _json(_obj({"result": {"type": "object"}}))}, "401 403 404", auth="required",
+                params=[{"name": "name", "in": "path", "required": True,
+                         "schema": {"enum": ["popular", "recovery", "queue_clean", "sessions_purge"]}}])},
+            "/api/v1/admin/confessions": {"get": _op(
+                "Confessions by status, newest first", {"200": _json(_PAGE)}, "401 403 422", auth="required",
+                params=[{"name": "status", "in": "query", "required": True,
+                         "schema": {"enum": ["pending", "rejected", "hidden"]}}, _LIMIT, _CURSOR])},
+            "/api/v1/admin/confessions/{id}/hide": {"post": _op(
+                "Hide a published confession", {"200": _json(_obj({"confession": _ref("Confession")}))},
+                "401 403 404", auth="required", params=[_ID])},
+            "/api/v1/admin/confessions/{id}/restore": {"post": _op(
+                "Publish a hidden or rejected confession again", {"200": _json(_obj({"confession": _ref("Confession")}))},
+                "401 403 404", auth="required", params=[_ID])},
+            "/api/v1/admin/users/{username}/admin": {
+                "post": _op("Make a user an admin", {"200": _json(_obj({"user": _ref("User")}))}, "401 403 404",
+                            auth="required", params=[_USERNAME]),
+                "delete": _op("Revoke a user's admin rights", {"200": _json(_obj({"user": _ref("User")}))},
+                              "401 403 404", auth="required", params=[_USERNAME]),
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -128,7 +166,7 @@ def document() -> dict[str, Any]:
                                 "image": {"type": ["string", "null"]}}),
                 "Confession": _obj({
                     "id": {"type": "integer"}, "content": {"type": "string"}, "category": {"type": "string"},
-                    "status": {"enum": ["pending", "published", "rejected"]},
+                    "status": {"enum": ["pending", "published", "rejected", "hidden"]},
                     "ai_response": {"type": ["string", "null"]}, "ai_fallback": {"type": "boolean"},
                     "empathy_count": {"type": "integer"}, "is_popular": {"type": "boolean"},
                     "created_at": ts, "published_at": {"type": ["string", "null"], "format": "date-time"},
@@ -149,6 +187,12 @@ def document() -> dict[str, Any]:
                                          ("total", "published", "pending", "rejected", "popular")}),
                     "empathies": {"type": "integer"}, "users": {"type": "integer"},
                     "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
+                }),
+                "Job": _obj({
+                    "name": {"type": "string"}, "schedule": {"type": "string"}, "next_run": ts,
+                    "last_run": {"oneOf": [{"type": "null"}, _obj({
+                        "started_at": ts, "finished_at": {"type": ["string", "null"]},
+                        "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]}})]},
                 }),
                 "QueueStats": _obj({k: {"type": "integer"} for k in
                                     ("waiting", "active", "completed", "failed", "delayed", "total")}),

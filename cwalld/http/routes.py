@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from cwalld.domain import Invalid
-from cwalld.http import auth
-from cwalld.http.json import body, respond
+from cwalld.http import admin, auth
+from cwalld.http.json import body, limit_param, respond
 from cwalld.http.keys import VIEWS, WALL
 from cwalld.http.openapi import document
 from cwalld.views import Body, confession_json, user_json
@@ -32,19 +31,11 @@ def setup(app: web.Application) -> None:
     r.add_delete(f"/api/v1/confessions/{ID}", delete_confession)
     r.add_put(f"/api/v1/confessions/{ID}/empathy", empathy_on)
     r.add_delete(f"/api/v1/confessions/{ID}/empathy", empathy_off)
-    r.add_get("/api/v1/admin/queue", admin_queue)
+    r.add_post(f"/api/v1/confessions/{ID}/report", report)
+    admin.setup(app)
 
 
 # --- shaping ---
-
-
-def limit_param(request: web.Request, default: int = 20, most: int = 50) -> int:
-    raw = request.query.get("limit")
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise Invalid({"limit": f"an integer from 1 to {most}"})
-    return int(raw)
 
 
 def id_param(request: web.Request) -> int:
@@ -150,9 +141,8 @@ async def empathy_off(request: web.Request) -> web.Response:
     return respond({"empathy_count": count, "empathized": False})
 
 
-# --- admin ---
-
-
-async def admin_queue(request: web.Request) -> web.Response:
-    await auth.admin(request)
-    return respond(await request.app[WALL].queue_stats())
+async def report(request: web.Request) -> web.Response:
+    user = await auth.signed_in(request)
+    reason = (await body(request)).get("reason") if request.can_read_body else None
+    await request.app[WALL].report(user, id_param(request), reason)
+    return respond({"reported": True}, status=202)

@@ -16,7 +16,7 @@ from typing import Any
 
 import aiosqlite
 
-from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, now
+from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
 
 _C = (
@@ -263,6 +263,98 @@ class SQLiteStorage:
             (user_id, *confession_ids),
         )
         return {r[0] for r in rows}
+
+    # --- moderation ---
+
+    async def add_report(self, user_id: int, confession_id: int, reason: str | None) -> bool:
+        """Record a user's report of a published confession once; False if it is not published."""
+        await self.w.execute(
+            "INSERT INTO reports (confession_id, user_id, reason, created_at)"
+            " SELECT id, ?, ?, ? FROM confessions WHERE id = ? AND status = 'published' ON CONFLICT DO NOTHING",
+            (user_id, reason, now(), confession_id))
+        rows = list(await self.w.execute_fetchall(
+            "SELECT status FROM confessions WHERE id = ?", (confession_id,)))
+        return bool(rows) and rows[0][0] == PUBLISHED
+
+    async def hide_if_reported(self, confession_id: int, threshold: int) -> bool:
+        cur = await self.w.execute(
+            "UPDATE confessions SET status = 'hidden' WHERE id = ? AND status = 'published'"
+            " AND (SELECT count(*) FROM reports WHERE confession_id = ?) >= ?",
+            (confession_id, confession_id, threshold))
+        return cur.rowcount == 1
+
+    async def set_status(self, confession_id: int, from_statuses: tuple[str, ...], to: str,
+                         fallback_reply: str | None = None) -> Confession | None:
+        """Move a confession between statuses (admin hide/restore); None if it was in none of them."""
+        marks = ",".join("?" * len(from_statuses))
+        cur = await self.w.execute(
+            f"UPDATE confessions SET status = ?, published_at = coalesce(published_at, ?),"
+            f" ai_response = coalesce(ai_response, ?), ai_fallback = ai_fallback OR ai_response IS NULL"
+            f" WHERE id = ? AND status IN ({marks})",
+            (to, now(), fallback_reply, confession_id, *from_statuses))
+        if cur.rowcount != 1:
+            return None
+        if to == PUBLISHED:  # an admin decided: earlier reports no longer count toward hiding it
+            await self.w.execute("DELETE FROM reports WHERE confession_id = ?", (confession_id,))
+        return await self._one(self.w, confession_id)
+
+    async def by_status(self, status: str, limit: int, after: Cursor | None) -> list[Confession]:
+        # The partial index confessions_status is usable only when its own WHERE term appears
+        # in the query, so it is repeated here beside the status (from a closed set).
+        assert status in ("pending", "rejected", "hidden"), status
+        where, args = [f"c.status = '{status}'", "c.status IN ('pending', 'rejected', 'hidden')"], []
+        if after is not None:
+            where.append("(c.created_at, c.id) < (?, ?)")
+            args += list(after)
+        sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
+        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+
+    async def set_admin(self, username: str, on: bool) -> User | None:
+        cur = await self.w.execute("UPDATE users SET is_admin = ? WHERE username = ?", (int(on), username))
+        if cur.rowcount != 1:
+            return None
+        found = await self.credentials(username)
+        return found[0] if found else None
+
+    # --- scheduled jobs ---
+
+    async def mark_popular(self, threshold: int, badge: tuple[str, str]) -> dict[str, int]:
+        """Set-based: one UPDATE for the confessions, one INSERT for their authors' badges."""
+        cur = await self.w.execute(
+            "UPDATE confessions SET is_popular = 1"
+            " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?", (threshold,))
+        popular = cur.rowcount
+        cur = await self.w.execute(
+            "INSERT INTO badges (user_id, code, name, awarded_at)"
+            " SELECT DISTINCT author_id, ?, ?, ? FROM confessions WHERE status = 'published' AND is_popular = 1"
+            " ON CONFLICT DO NOTHING", (*badge, now()))
+        return {"newly_popular": popular, "badges_awarded": cur.rowcount}
+
+    async def purge_sessions(self) -> int:
+        cur = await self.w.execute("DELETE FROM sessions WHERE expires_at <= ?", (now(),))
+        return cur.rowcount
+
+    async def claim_run(self, name: str, scheduled_for: str) -> int | None:
+        """Claim one tick of a job; None if another process (or an earlier start) has it."""
+        rows = list(await self.w.execute_fetchall(
+            "INSERT INTO job_runs (name, scheduled_for, started_at) VALUES (?, ?, ?)"
+            " ON CONFLICT DO NOTHING RETURNING id", (name, scheduled_for, now())))
+        return rows[0][0] if rows else None
+
+    async def finish_run(self, run_id: int, result: str | None, error: str | None) -> None:
+        """Record the end of a run, and forget runs older than a week (a job every minute
+        would otherwise grow the table forever)."""
+        await self.w.execute("UPDATE job_runs SET finished_at = ?, result = ?, error = ? WHERE id = ?",
+                             (now(), result, error, run_id))
+        await self.w.execute("DELETE FROM job_runs WHERE started_at < ?", (iso_after(-7 * 86400),))
+
+    async def last_run(self, name: str) -> dict[str, str | None] | None:
+        rows = list(await self.r.execute_fetchall(
+            "SELECT scheduled_for, started_at, finished_at, result, error FROM job_runs WHERE name = ?"
+            " ORDER BY started_at DESC LIMIT 1", (name,)))
+        if not rows:
+            return None
+        return dict(zip(("scheduled_for", "started_at", "finished_at", "result", "error"), rows[0]))
 
     async def stats(self) -> dict[str, object]:
         by_status = {s: 0 for s in ("pending", "published", "rejected")}

@@ -1,0 +1,69 @@
+"""The control socket: the admin handlers on a Unix socket, for ``cwalld queue|cache|jobs``.
+
+In embedded mode the queue and cache live inside the daemon, so the CLI must ask the daemon.
+The socket is created with mode 0600: whoever can open it is the operator, no token needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from cwalld.http import admin, errors
+from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
+from cwalld.scheduler import Scheduler
+from cwalld.service import Wall
+
+log = structlog.get_logger("cwalld.control")
+
+
+def create(wall: Wall, scheduler: Scheduler) -> web.Application:
+    @web.middleware
+    async def as_json(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        return await errors.handle(request, handler)
+
+    app = web.Application(middlewares=[as_json])
+    app[TRUSTED] = True
+    app[WALL] = wall
+    app[SCHEDULER] = scheduler
+    admin.setup(app)
+    return app
+
+
+def in_use(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+    return True
+
+
+async def start(app: web.Application, path: str) -> web.AppRunner | None:
+    """Listen on ``path`` (mode 0600); None if another live daemon already has it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if os.path.exists(path):
+        if in_use(path):
+            log.warning("control_socket_in_use", path=path)
+            return None
+        os.unlink(path)  # left behind by a daemon that did not stop cleanly
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+    await runner.setup()
+    old = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, path).start()
+    finally:
+        os.umask(old)
+    return runner
+
+
+async def stop(runner: web.AppRunner | None, path: str) -> None:
+    if runner is not None:
+        await runner.cleanup()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)

@@ -1,0 +1,160 @@
+"""Reports, moderation and the operator's controls: admin API and CLI over the control socket."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cwalld.http.keys import WALL
+from cwalld.service import create_user
+from tests.conftest import Api, cwalld, test_config
+from tests.test_daemon import call
+
+
+@pytest.fixture
+async def api(tmp_path: Path, fake_ai: Any, make_client: Any) -> Api:
+    return Api(await make_client(test_config(tmp_path, fake_ai.url, moderation={"auto_hide_reports": 3})))
+
+
+async def admin_token(api: Api, name: str = "yonetici") -> str:
+    await create_user(api.c.app[WALL].storage, name, "password123", admin=True)
+    r = await api.c.post("/api/v1/auth/login", json={"username": name, "password": "password123"})
+    return (await r.json())["token"]
+
+
+async def test_reports_hide_at_the_threshold_and_an_admin_restores(api: Api) -> None:
+    author = await api.register()
+    readers = [await api.register() for _ in range(3)]
+    cid = (await (await api.post(author)).json())["confession"]["id"]
+    await api.wait_status(cid, author)
+    await api.c.get("/api/v1/confessions")  # cached with the confession in it
+    path = f"/api/v1/confessions/{cid}/report"
+    for _ in range(3):  # the same user, three times: one report
+        r = await api.c.post(path, json={"reason": "spam"}, headers=api.auth(readers[0]))
+        assert r.status == 202
+    r = await api.c.post(path, headers=api.auth(readers[1]))  # no body: a reason is optional
+    assert r.status == 202
+    assert (await api.confession(cid))["status"] == "published"
+    r = await api.c.post(path, json={"reason": "x" * 501}, headers=api.auth(readers[2]))
+    assert r.status == 422
+    r = await api.c.post(path, json={"reason": "hakaret"}, headers=api.auth(readers[2]))
+    assert r.status == 202
+    # hidden: out of every feed at once, 404 to others, visible to its author
+    assert (await (await api.c.get("/api/v1/confessions")).json())["items"] == []
+    assert await api.confession(cid, readers[0]) == {"http_status": 404}
+    assert (await api.confession(cid, author))["status"] == "hidden"
+    assert (await api.c.post(path, headers=api.auth(readers[0]))).status == 404
+
+    admin = await admin_token(api)
+    listed = await (await api.c.get("/api/v1/admin/confessions?status=hidden", headers=api.auth(admin))).json()
+    assert [c["id"] for c in listed["items"]] == [cid] and listed["items"][0]["author"] is None
+    r = await api.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=api.auth(admin))
+    assert r.status == 200 and (await r.json())["confession"]["status"] == "published"
+    assert [c["id"] for c in (await (await api.c.get("/api/v1/confessions")).json())["items"]] == [cid]
+    r = await api.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=api.auth(admin))
+    assert r.status == 404  # already published
+    r = await api.c.post(f"/api/v1/admin/confessions/{cid}/hide", headers=api.auth(admin))
+    assert (await r.json())["confession"]["status"] == "hidden"
+    assert (await (await api.c.get("/api/v1/confessions")).json())["items"] == []
+    r = await api.c.get("/api/v1/admin/confessions?status=published", headers=api.auth(admin))
+    assert r.status == 422
+
+
+async def test_admin_lists_rejected_and_restores_with_a_fallback_reply(api: Api) -> None:
+    author = await api.register()
+    cid = (await (await api.post(author, content="Yanlışlıkla işaretlenen itiraf [flag:harassment]")).json())["confession"]["id"]
+    await api.wait_status(cid, author, status="rejected")
+    admin = await admin_token(api)
+    listed = await (await api.c.get("/api/v1/admin/confessions?status=rejected", headers=api.auth(admin))).json()
+    assert listed["items"][0]["rejection_reason"] == "moderation: harassment"
+    c = (await (await api.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=api.auth(admin))).json())["confession"]
+    assert c["status"] == "published" and c["ai_fallback"] is True and c["ai_response"]
+
+
+ADMIN_CALLS = [
+    ("GET", "/api/v1/admin/queue", None),
+    ("POST", "/api/v1/admin/queue/clean", {"grace_seconds": 0}),
+    ("POST", "/api/v1/admin/queue/retry-failed", None),
+    ("POST", "/api/v1/admin/cache/clear", {"scope": "all"}),
+    ("GET", "/api/v1/admin/jobs", None),
+    ("POST", "/api/v1/admin/jobs/sessions_purge/run", None),
+    ("GET", "/api/v1/admin/confessions?status=pending", None),
+    ("POST", "/api/v1/admin/users/hedef_uye/admin", None),
+    ("DELETE", "/api/v1/admin/users/hedef_uye/admin", None),
+]
+
+
+async def test_every_admin_endpoint_403_for_users_and_works_for_admins(api: Api) -> None:
+    user, target = await api.register("sade_uye"), await api.register("hedef_uye")
+    admin = await admin_token(api)
+    for method, path, payload in ADMIN_CALLS:
+        r = await api.c.request(method, path, json=payload, headers=api.auth(user))
+        assert r.status == 403, (method, path)
+        r = await api.c.request(method, path, json=payload)
+        assert r.status == 401, (method, path)
+        r = await api.c.request(method, path, json=payload, headers=api.auth(admin))
+        assert r.status == 200, (method, path, await r.text())
+    me = await (await api.c.get("/api/v1/me", headers=api.auth(target))).json()
+    assert me["user"]["is_admin"] is False  # granted, then revoked
+
+
+async def test_admin_endpoint_answers(api: Api) -> None:
+    admin = await admin_token(api)
+    h = api.auth(admin)
+    jobs = (await (await api.c.get("/api/v1/admin/jobs", headers=h)).json())["jobs"]
+    assert [j["name"] for j in jobs] == ["popular", "recovery", "queue_clean", "sessions_purge"]
+    assert all(j["next_run"].endswith("Z") for j in jobs)
+    r = await api.c.post("/api/v1/admin/jobs/nope/run", headers=h)
+    assert r.status == 404
+    r = await api.c.post("/api/v1/admin/cache/clear", json={"scope": "everything"}, headers=h)
+    assert r.status == 422 and "scope" in (await r.json())["error"]["fields"]
+    r = await api.c.post("/api/v1/admin/queue/clean", json={"grace_seconds": "soon"}, headers=h)
+    assert r.status == 422
+    r = await api.c.post("/api/v1/admin/users/ghost/admin", headers=h)
+    assert r.status == 404
+    r = await api.c.post("/api/v1/admin/users/yonetici/admin", headers=h)
+    assert (await r.json())["user"]["is_admin"] is True
+    assert (await (await api.c.post("/api/v1/admin/jobs/popular/run", headers=h)).json()) == {
+        "result": {"newly_popular": 0, "badges_awarded": 0}}
+
+
+async def test_cli_against_a_running_daemon(tmp_path: Path, daemons: Any) -> None:
+    d = daemons(tmp_path)
+    await d.start()
+    async with aiohttp.ClientSession() as s:
+        _, body = await call(s, "POST", d.url + "/api/v1/auth/register", json={"username": "kerem", "password": "password123"})
+        status, _ = await call(s, "POST", d.url + "/api/v1/confessions", body["token"],
+                               json={"content": "Komut satırından görülecek itiraf.", "category": "work"})
+        assert status == 202
+    await asyncio.sleep(0.3)
+    run = lambda *args: cwalld(*args, cwd=tmp_path, env=d.env)  # noqa: E731
+    r = run("queue", "stats")
+    assert r.returncode == 0 and "completed  1" in r.stdout and "waiting    0" in r.stdout, r
+    r = run("queue", "stats", "--json")
+    assert '"completed": 1' in r.stdout
+    r = run("queue", "clean", "--grace", "0")
+    assert r.returncode == 0 and "removed  1" in r.stdout
+    assert "retried  0" in run("queue", "retry-failed").stdout
+    assert "cleared  feed" in run("cache", "clear", "feed").stdout
+    r = run("jobs", "list")
+    assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:3] == ["job", "schedule", "next"]
+    r = run("jobs", "run", "popular")
+    assert r.returncode == 0 and "newly_popular   0" in r.stdout
+    r = run("jobs", "run", "nope")
+    assert r.returncode == 1 and "no job 'nope'" in r.stderr
+    r = run("user", "promote", "kerem")
+    assert r.returncode == 0 and "kerem is now an admin" in r.stdout
+    r = run("user", "demote", "kerem")
+    assert "kerem is no longer an admin" in r.stdout
+    assert oct((tmp_path / "data" / "cwalld.sock").stat().st_mode & 0o777) == "0o600"
+    assert await d.stop(signal.SIGTERM) == 0
+    assert not (tmp_path / "data" / "cwalld.sock").exists()
+    for args in (("queue", "stats"), ("jobs", "list"), ("cache", "clear", "all")):
+        r = run(*args)
+        assert r.returncode == 1
+        assert r.stderr.strip() == "cwalld: the daemon is not running (no control socket at ./data/cwalld.sock)"
