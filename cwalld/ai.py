@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import openai
 
+from cwalld import metrics
 from cwalld.config import AI as AISettings
 
 REJECT = {"hate", "hate/threatening", "harassment", "harassment/threatening", "sexual/minors", "violence", "violence/graphic"}
@@ -78,12 +79,13 @@ class AI:
 
     async def ping(self) -> None:
         assert self.client is not None
-        await self._call(self.client.models.list())
+        await self._call("models", self.client.models.list())
 
     async def moderate(self, text: str) -> Verdict:
         if self.client is None or not self.settings.moderation:
             return Verdict()
-        response = await self._call(self.client.moderations.create(input=text, model=self.settings.moderation_model))
+        response = await self._call("moderation", self.client.moderations.create(
+            input=text, model=self.settings.moderation_model))
         flags = set()
         for result in response.results:
             flags |= {name for name, on in result.categories.model_dump(by_alias=True).items() if on}
@@ -95,7 +97,7 @@ class AI:
 
     async def reply(self, text: str) -> str:
         assert self.client is not None
-        response = await self._call(self.client.chat.completions.create(
+        response = await self._call("chat", self.client.chat.completions.create(
             model=self.settings.model,
             messages=[
                 {"role": "system", "content": SYSTEM_PROMPT.format(language=self.settings.language)},
@@ -117,19 +119,29 @@ class AI:
         return f"{reply}\n\n{self.settings.crisis_message}"
 
     @staticmethod
-    async def _call(awaitable):  # type: ignore[no-untyped-def]
+    async def _call(call: str, awaitable):  # type: ignore[no-untyped-def]
+        metrics.AI_CALLS.labels(call).inc()
         try:
-            return await awaitable
-        except openai.APITimeoutError as e:
-            raise AIError("timeout", str(e)) from e
-        except openai.RateLimitError as e:
-            raise AIError("rate_limited", str(e)) from e
-        except openai.APIStatusError as e:
-            raise AIError("server" if e.status_code >= 500 else "other", f"HTTP {e.status_code}") from e
-        except openai.APIConnectionError as e:
-            raise AIError("connection", str(e)) from e
-        except openai.OpenAIError as e:
-            raise AIError("other", str(e)) from e
+            return await _request(awaitable)
+        except AIError as e:
+            metrics.AI_FAILURES.labels(e.kind).inc()
+            raise
+
+
+async def _request(awaitable):  # type: ignore[no-untyped-def]
+    """The openai client's errors as AIError, with a kind for logs and metrics."""
+    try:
+        return await awaitable
+    except openai.APITimeoutError as e:
+        raise AIError("timeout", str(e)) from e
+    except openai.RateLimitError as e:
+        raise AIError("rate_limited", str(e)) from e
+    except openai.APIStatusError as e:
+        raise AIError("server" if e.status_code >= 500 else "other", f"HTTP {e.status_code}") from e
+    except openai.APIConnectionError as e:
+        raise AIError("connection", str(e)) from e
+    except openai.OpenAIError as e:
+        raise AIError("other", str(e)) from e
 
 
 def shorten(text: str, limit: int) -> str:

@@ -10,17 +10,21 @@ and database closed.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
 
-from cwalld import control, http
+from cwalld import config as configmod
+from cwalld import control, http, logs, metrics
 from cwalld.ai import AI
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
-from cwalld.config import Config
+from cwalld.config import Config, ConfigError
+from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
 from cwalld.scheduler import Job, Scheduler
@@ -41,16 +45,16 @@ def make_queue(config: Config) -> JobQueue:
     return LocalQueue(config.queue)
 
 
-def make_scheduler(config: Config, wall: Wall) -> Scheduler:
+def make_jobs(config: Config, wall: Wall) -> list[Job]:
     """The recovery job is how the queue catches up with SQLite, the truth: it queues again
     every confession pending past the grace with no live job (a lost enqueue, a flushed Redis)."""
     s = config.scheduler
-    return Scheduler(wall.storage, [
+    return [
         Job("popular", config.popular.schedule, wall.popular_job),
         Job("recovery", s.recovery, wall.recovery_job),
         Job("queue_clean", s.queue_clean, wall.queue_clean_job),
         Job("sessions_purge", s.sessions_purge, wall.sessions_purge_job),
-    ], s.timezone)
+    ]
 
 
 def make_cache(config: Config) -> Cache:
@@ -63,16 +67,36 @@ def make_cache(config: Config) -> Cache:
     return Cache(LocalCache(config.cache.max_entries))
 
 
+@dataclass
+class Daemon:
+    """Every part of one running daemon, built from one config."""
+
+    config: Config
+    storage: SQLiteStorage
+    queue: JobQueue
+    ai: AI
+    cache: Cache
+    wall: Wall
+    views: Views
+    scheduler: Scheduler
+    app: web.Application
+
+
+DAEMON = web.AppKey("daemon", Daemon)
+
+
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
-    storage = SQLiteStorage(config.storage.path)
+    storage = SQLiteStorage(config.storage.path, slow_query_ms=config.log.slow_query_ms)
     queue = make_queue(config)
     ai = AI(config.ai)
     cache = make_cache(config)
     wall = Wall(config, storage, queue, ai, cache)
     views = Views(wall, cache, config.cache)
-    scheduler = make_scheduler(config, wall)
+    scheduler = Scheduler(storage, make_jobs(config, wall), config.scheduler.timezone)
     app = http.create(config, wall, views, scheduler)
+    daemon = Daemon(config, storage, queue, ai, cache, wall, views, scheduler, app)
+    app[DAEMON] = daemon
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await storage.open()
@@ -80,15 +104,19 @@ def build(config: Config) -> web.Application:
         await queue.start(wall)
         try:
             await wall.requeue_pending()
-        except Exception as e:  # noqa: BLE001 - the sweep will queue them once the queue is back
+        except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
             log.warning("requeue_failed", error=str(e))
         await scheduler.start()
         operator = await control.start(control.create(wall, scheduler), config.server.control_socket)
+        watchers = [asyncio.create_task(watch_loop(), name="loop-lag"),
+                    asyncio.create_task(stats_lines(daemon), name="stats")]
         yield
+        for task in watchers:
+            task.cancel()
         await control.stop(operator, config.server.control_socket)
         await scheduler.stop()
-        await queue.stop(config.queue.shutdown_grace)
-        await ai.close()
+        await queue.stop(daemon.config.queue.shutdown_grace)
+        await wall.ai.close()
         await cache.close()
         await storage.close()
 
@@ -96,20 +124,112 @@ def build(config: Config) -> web.Application:
     return app
 
 
+async def watch_loop(every: float = 0.5) -> None:
+    """How late the loop wakes up: a blocked loop shows here (and starves the watchdog)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        started = loop.time()
+        await asyncio.sleep(every)
+        metrics.LOOP_LAG.set(max(0.0, loop.time() - started - every))
+
+
+async def stats_lines(daemon: Daemon) -> None:
+    """The seed's logMemoryUsage: one ``stats`` line every ``log.stats_interval`` seconds."""
+    while True:
+        await asyncio.sleep(daemon.config.log.stats_interval)
+        cache = daemon.cache
+        hits, misses = sum(cache.hits.values()), sum(cache.misses.values())
+        try:
+            queue: dict[str, int] | str = await daemon.queue.stats()
+        except Exception as e:  # noqa: BLE001 - e.g. Redis down; the line still goes out
+            queue = f"unavailable: {e}"
+        log.info("stats", rss_mb=round(rss_bytes() / 2**20, 1), queue=queue,
+                 cache_hit_ratio=round(hits / (hits + misses), 3) if hits + misses else None,
+                 loop_lag_ms=round(metrics.LOOP_LAG._value.get() * 1000, 1))
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+# Settings read once at start: a reload reports them and keeps the running values.
+RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins",
+                "server.control_socket", "storage.path", "redis.url", "redis.prefix", "queue.concurrency",
+                "cache.enabled", "cache.max_entries")
+
+
+async def reload(daemon: Daemon) -> None:
+    """SIGHUP: read the config file again and apply what can change while serving."""
+    old = daemon.config
+    try:
+        new = configmod.load(None if old.source == "<defaults>" else old.source)
+    except ConfigError as e:
+        log.error("reload_failed", error=str(e), kept="the running config")
+        return
+    changed = [k for k in RESTART_KEYS if _get(old, k) != _get(new, k)]
+    if changed:
+        log.warning("reload_needs_restart", keys=changed)
+        kept: dict[str, dict[str, object]] = {}
+        for key in changed:
+            section, name = key.split(".")
+            kept.setdefault(section, {})[name] = _get(old, key)
+        new = configmod.replace(new, **kept)
+    logs.setup(new.log.level, new.log.format)
+    daemon.config = daemon.wall.config = new
+    daemon.wall.categories = {c.slug: c.name for c in new.categories}
+    daemon.views.ttl = new.cache
+    daemon.queue.settings = new.queue
+    daemon.storage.slow_query_ms = new.log.slow_query_ms
+    if new.ai != old.ai:
+        retired, daemon.wall.ai = daemon.wall.ai, AI(new.ai)
+        # jobs in flight finish on the old client; close it once they must have
+        asyncio.get_running_loop().call_later(2 * new.queue.job_timeout + 1,
+                                              lambda: asyncio.ensure_future(retired.close()))
+    await daemon.scheduler.reschedule(make_jobs(new, daemon.wall), new.scheduler.timezone)
+    log.info("reloaded", config=new.source)
+
+
+def _get(cfg: Config, key: str) -> object:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
 async def serve(config: Config) -> None:
+    notify = Notifier()
     app = build(config)
+    daemon = app[DAEMON]
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
     await runner.setup()
     site = web.TCPSite(runner, config.server.host, config.server.port)
     await site.start()
+    status = (f"serving on {config.server.host}:{config.server.port}, {config.queue.concurrency} consumers, "
+              f"{'redis' if config.redis.url else 'embedded'} queue, AI {'on' if config.ai.api_key else 'off'}")
     log.info("serving", host=config.server.host, port=config.server.port, config=config.source,
              queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
              ai="on" if config.ai.api_key else "off (fallback replies)")
+    notify.ready(status)
+    notify.start_watchdog()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloading: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        async def run() -> None:
+            notify.reloading()
+            await reload(daemon)
+            notify.ready(status)
+
+        task = asyncio.create_task(run())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     await stop.wait()
     log.info("stopping")
+    notify.stopping()
+    notify.stop_watchdog()
     await runner.cleanup()
     log.info("stopped")

@@ -36,6 +36,7 @@ class Server:
     max_body_bytes: int = 16384
     cors_origins: list[str] = field(default_factory=list)
     control_socket: str = "./data/cwalld.sock"
+    metrics_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class Moderation:
 class Log:
     level: str = "info"
     format: str = "json"
+    slow_query_ms: float = 100.0
+    stats_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,8 @@ def _check(cfg: Config) -> None:
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
     need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")
     need(cfg.log.format in ("json", "console"), "log.format", "must be json or console")
+    need(cfg.log.slow_query_ms >= 0, "log.slow_query_ms", "must not be negative")
+    need(cfg.log.stats_interval > 0, "log.stats_interval", "must be greater than 0")
 
 
 def replace(cfg: Config, **sections: dict[str, Any]) -> Config:

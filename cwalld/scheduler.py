@@ -56,6 +56,12 @@ class Scheduler:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
+    async def reschedule(self, jobs: list[Job], timezone: str) -> None:
+        """New schedules (a config reload): the loops restart; claimed ticks stay claimed."""
+        await self.stop()
+        self.jobs, self.tz = {j.name: j for j in jobs}, ZoneInfo(timezone)
+        await self.start()
+
     @property
     def running(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)

@@ -17,7 +17,7 @@ import argon2
 import orjson
 import structlog
 
-from cwalld import domain
+from cwalld import domain, metrics
 from cwalld.ai import AI, AIError, Verdict
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
@@ -292,6 +292,7 @@ class Wall:
         if "rejected" in outcome:
             if await self.storage.finish(c.id, REJECTED, None, False, outcome["rejected"]):
                 log.info("confession_rejected", confession_id=c.id)
+                metrics.MODERATION_REJECTIONS.inc()
                 await self._changed(c)
             return
         await self._publish(c, outcome["reply"], fallback=False)
@@ -309,6 +310,7 @@ class Wall:
             verdict = Verdict()  # moderation is down too: publish, as with any AI outage
         if verdict.rejected:
             if await self.storage.finish(c.id, REJECTED, None, False, verdict.rejected):
+                metrics.MODERATION_REJECTIONS.inc()
                 await self._changed(c)
             return
         await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=True)
@@ -316,6 +318,8 @@ class Wall:
     async def _publish(self, c: Confession, reply: str, fallback: bool) -> None:
         if await self.storage.finish(c.id, PUBLISHED, reply, fallback, None):
             log.info("confession_published", confession_id=c.id, ai_fallback=fallback)
+            if fallback:
+                metrics.AI_FALLBACKS.inc()
             await self._changed(c)
 
 

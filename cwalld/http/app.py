@@ -9,6 +9,7 @@ import time
 import structlog
 from aiohttp import web
 
+from cwalld import metrics
 from cwalld.config import Config
 from cwalld.http import errors, routes
 from cwalld.http.keys import CONFIG, SCHEDULER, VIEWS, WALL
@@ -33,8 +34,13 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         response = await errors.handle(request, handler)
         response.headers["X-Request-ID"] = request_id
+        seconds = time.perf_counter() - started
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        metrics.HTTP_REQUESTS.labels(name, request.method, response.status).inc()
+        metrics.HTTP_SECONDS.labels(name).observe(seconds)
         log.info("request", method=request.method, path=request.path, status=response.status,
-                 ms=round((time.perf_counter() - started) * 1000, 1))
+                 ms=round(seconds * 1000, 1))
     return response
 
 

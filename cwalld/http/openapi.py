@@ -67,6 +67,10 @@ def document() -> dict[str, Any]:
         "info": {"title": "cwalld — Confession Wall API", "version": __version__},
         "paths": {
             "/healthz": {"get": _op("Liveness", {"200": _json(_obj({"status": {"const": "ok"}}))})},
+            "/readyz": {"get": _op("Readiness: database, Redis, consumers, scheduler", {
+                "200": _json(_ref("Readiness"), "Ready"), "503": _json(_ref("Readiness"), "Not ready")})},
+            "/metrics": {"get": _op("Prometheus metrics (text format); bearer [server].metrics_token if set", {
+                "200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}, "401")},
             "/api/v1/openapi.json": {"get": _op("This document", {"200": _json({"type": "object"})})},
             "/api/v1/categories": {"get": _op("Categories", {"200": _json(_obj(
                 {"categories": {"type": "array", "items": _obj({"slug": {"type": "string"}, "name": {"type": "string"}})}}))})},
@@ -188,6 +192,8 @@ def document() -> dict[str, Any]:
                     "empathies": {"type": "integer"}, "users": {"type": "integer"},
                     "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
                 }),
+                "Readiness": _obj({"db": {"enum": ["ok", "down"]}, "redis": {"enum": ["ok", "down", "disabled"]},
+                                   "consumers": {"type": "integer"}, "scheduler": {"enum": ["ok", "stopped"]}}),
                 "Job": _obj({
                     "name": {"type": "string"}, "schedule": {"type": "string"}, "next_run": ts,
                     "last_run": {"oneOf": [{"type": "null"}, _obj({

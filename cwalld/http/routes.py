@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+
 from aiohttp import web
 
+from cwalld import metrics
+from cwalld.domain import Unauthorized
 from cwalld.http import admin, auth
 from cwalld.http.json import body, limit_param, respond
-from cwalld.http.keys import VIEWS, WALL
+from cwalld.http.keys import SCHEDULER, VIEWS, WALL
 from cwalld.http.openapi import document
 from cwalld.views import Body, confession_json, user_json
 
@@ -16,6 +21,8 @@ ID = r"{id:\d{1,18}}"
 def setup(app: web.Application) -> None:
     r = app.router
     r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/metrics", metrics_endpoint)
     r.add_get("/api/v1/openapi.json", openapi)
     r.add_get("/api/v1/categories", categories)
     r.add_get("/api/v1/stats", stats)
@@ -47,6 +54,42 @@ def id_param(request: web.Request) -> int:
 
 async def healthz(request: web.Request) -> web.Response:
     return respond({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: the database answers, Redis (if configured) answers, consumers and the
+    scheduler run. 503 otherwise, with what is wrong."""
+    wall, scheduler = request.app[WALL], request.app[SCHEDULER]
+    state: dict[str, object] = {"db": "ok", "redis": "disabled", "consumers": wall.queue.consumers,
+                                "scheduler": "ok" if scheduler.running else "stopped"}
+    try:
+        async with asyncio.timeout(2):
+            await wall.storage.ping()
+    except Exception:  # noqa: BLE001
+        state["db"] = "down"
+    if wall.config.redis.url:
+        try:
+            async with asyncio.timeout(1):
+                await wall.queue.ping()
+            state["redis"] = "ok"
+        except Exception:  # noqa: BLE001
+            state["redis"] = "down"
+    ready = state["db"] == "ok" and state["redis"] != "down" and state["consumers"] and state["scheduler"] == "ok"
+    return respond(state, status=200 if ready else 503)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    wall = request.app[WALL]
+    token = wall.config.server.metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        raise Unauthorized("metrics need the metrics token")
+    try:
+        queue = await wall.queue.stats()
+    except Exception:  # noqa: BLE001 - Redis away: the rest of the metrics still matter
+        queue = {}
+    cache = wall.cache
+    body = metrics.render(metrics.DaemonCollector(lambda: queue, lambda: dict(cache.hits), lambda: dict(cache.misses)))
+    return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
 async def openapi(request: web.Request) -> web.Response:

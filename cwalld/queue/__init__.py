@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 import structlog
 
+from cwalld import metrics
 from cwalld.config import Queue as QueueSettings
 
 log = structlog.get_logger("cwalld.queue")
@@ -45,6 +46,13 @@ class JobQueue(Protocol):
     async def retry_failed(self) -> int:
         """Queue every failed job again; returns how many."""
 
+    async def ping(self) -> None:
+        """Raise if the queue's backend cannot be reached."""
+
+    @property
+    def consumers(self) -> int:
+        """Consumers running in this process (0 when stopped)."""
+
 
 Outcome = Literal["completed", "fallback", "retry", "failed"]
 
@@ -68,17 +76,26 @@ async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, co
         if attempt <= settings.retries:
             delay = settings.backoff[min(attempt - 1, len(settings.backoff) - 1)]
             log.warning("job_retried", **ctx, error=error, delay=delay, ms=_ms(started))
+            _count("retried", started)
             return Result("retry", delay, error)
         try:
             async with asyncio.timeout(settings.job_timeout):
                 await handler.give_up(confession_id)
         except Exception as e2:  # noqa: BLE001
             log.error("job_failed", **ctx, error=f"{error}; give_up: {_describe(e2)}", ms=_ms(started))
+            _count("failed", started)
             return Result("failed", error=_describe(e2))
         log.info("job_fallback_used", **ctx, error=error, ms=_ms(started))
+        _count("fallback_used", started)
         return Result("fallback", error=error)
     log.info("job_completed", **ctx, ms=_ms(started))
+    _count("completed", started)
     return Result("completed")
+
+
+def _count(event: str, started: float) -> None:
+    metrics.JOBS.labels(event).inc()
+    metrics.JOB_SECONDS.labels(event).observe(time.perf_counter() - started)
 
 
 def _describe(e: BaseException) -> str:

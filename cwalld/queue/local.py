@@ -80,6 +80,13 @@ class LocalQueue:
                 del self._live[cid]
                 self._record("failed" if result.outcome == "failed" else "completed", cid)
 
+    async def ping(self) -> None:
+        return None
+
+    @property
+    def consumers(self) -> int:
+        return sum(not t.done() for t in self._consumers)
+
     def _due(self, cid: int) -> None:
         self._timers.pop(cid, None)
         self._live[cid].state = "waiting"

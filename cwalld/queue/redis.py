@@ -31,6 +31,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from cwalld import metrics
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import Handler, run_attempt
 
@@ -253,11 +254,20 @@ class RedisQueue:
                 if ticks % int(REAP_EVERY / PROMOTE_EVERY) == 0:
                     for raw in await self._script("reap", ("active", "lease", "wait"), self.lease_ms):
                         log.warning("job_stalled", job_id=raw.decode(), confession_id=int(raw))
+                        metrics.JOBS.labels("stalled").inc()
                 self.outage.ok()
             except (RedisError, OSError) as e:
                 await self.outage.failed(e)
             ticks += 1
             await asyncio.sleep(PROMOTE_EVERY)
+
+    async def ping(self) -> None:
+        await self.r.ping()
+
+    @property
+    def consumers(self) -> int:
+        running = bool(self._loops) and not any(t.done() for t in self._loops)
+        return self.settings.concurrency if running else 0
 
     async def stats(self) -> dict[str, int]:
         async with self.r.pipeline(transaction=True) as p:

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import structlog
 
+from cwalld import metrics
 from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
+
+log = structlog.get_logger("cwalld.storage")
 
 _C = (
     "c.id, c.content, c.category, c.status, c.ai_response, c.ai_fallback, c.empathy_count, c.is_popular,"
@@ -42,12 +47,53 @@ def _user(r: Any, badges: list[Badge] | None = None) -> User:
     return User(id=r[0], username=r[1], name=r[2], image=r[3], is_admin=bool(r[4]), created_at=r[5], badges=badges or [])
 
 
+class Timed:
+    """An aiosqlite connection whose statements slower than ``slow_query_ms`` are logged
+    (the seed's measureQueryTime). Only the SQL text is logged, never its parameters."""
+
+    def __init__(self, db: aiosqlite.Connection, owner: SQLiteStorage) -> None:
+        self.db, self.owner = db, owner
+
+    async def _timed(self, sql: str, call: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await call
+        finally:
+            ms = (time.perf_counter() - started) * 1000
+            if ms >= self.owner.slow_query_ms > 0:
+                metrics.SLOW_QUERIES.inc()
+                log.warning("slow_query", query=" ".join(sql.split())[:300], ms=round(ms, 1))
+
+    async def execute(self, sql: str, args: Any = ()) -> Any:
+        return await self._timed(sql, self.db.execute(sql, args))
+
+    async def execute_fetchall(self, sql: str, args: Any = ()) -> Any:
+        return await self._timed(sql, self.db.execute_fetchall(sql, args))
+
+    async def executemany(self, sql: str, rows: Any) -> Any:
+        return await self._timed(sql, self.db.executemany(sql, rows))
+
+    async def executescript(self, script: str) -> Any:
+        return await self.db.executescript(script)
+
+    async def set_trace_callback(self, fn: Any) -> None:
+        await self.db.set_trace_callback(fn)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
 class SQLiteStorage:
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "FULL", slow_query_ms: float = 100.0) -> None:
         self.path = path
         self.synchronous = synchronous
-        self._w: aiosqlite.Connection | None = None
-        self._r: aiosqlite.Connection | None = None
+        self.slow_query_ms = slow_query_ms
+        self._w: Timed | None = None
+        self._r: Timed | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
@@ -56,11 +102,11 @@ class SQLiteStorage:
         await self._migrate()
         self._r = await self._connect()
 
-    async def _connect(self) -> aiosqlite.Connection:
+    async def _connect(self) -> Timed:
         db = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"):
             await db.execute(f"PRAGMA {pragma}")
-        return db
+        return Timed(db, self)
 
     async def _migrate(self) -> None:
         """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
@@ -95,12 +141,12 @@ class SQLiteStorage:
         self._r = self._w = None
 
     @property
-    def w(self) -> aiosqlite.Connection:
+    def w(self) -> Timed:
         assert self._w is not None, "storage not open"
         return self._w
 
     @property
-    def r(self) -> aiosqlite.Connection:
+    def r(self) -> Timed:
         assert self._r is not None, "storage not open"
         return self._r
 
@@ -181,7 +227,7 @@ class SQLiteStorage:
     async def confession(self, confession_id: int) -> Confession | None:
         return await self._one(self.r, confession_id)
 
-    async def _one(self, db: aiosqlite.Connection, confession_id: int) -> Confession | None:
+    async def _one(self, db: Timed, confession_id: int) -> Confession | None:
         rows = list(await db.execute_fetchall(f"SELECT {_C} {_FROM} WHERE c.id = ?", (confession_id,)))
         return _confession(rows[0]) if rows else None
 

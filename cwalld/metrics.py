@@ -1,0 +1,57 @@
+"""Prometheus metrics (prometheus-client), in cwalld's own registry, served at ``GET /metrics``.
+
+Counters that code increments live here as module globals; values that belong to one running
+daemon (queue depths, cache hits) are read at scrape time by ``DaemonCollector``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes and friends
+
+HTTP_REQUESTS = Counter("cwalld_http_requests", "HTTP requests", ["route", "method", "status"], registry=REGISTRY)
+HTTP_SECONDS = Histogram("cwalld_http_request_duration_seconds", "HTTP request latency", ["route"], registry=REGISTRY,
+                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+JOBS = Counter("cwalld_jobs", "AI job events", ["event"], registry=REGISTRY)  # completed, failed, retried, stalled, fallback_used
+JOB_SECONDS = Histogram("cwalld_job_duration_seconds", "AI job attempt duration", ["outcome"], registry=REGISTRY,
+                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+AI_CALLS = Counter("cwalld_ai_calls", "AI API calls", ["call"], registry=REGISTRY)  # moderation, chat
+AI_FAILURES = Counter("cwalld_ai_failures", "AI API failures", ["kind"], registry=REGISTRY)  # timeout, rate_limited, server, connection, other
+AI_FALLBACKS = Counter("cwalld_ai_fallbacks", "Confessions published with a fallback reply", registry=REGISTRY)
+MODERATION_REJECTIONS = Counter("cwalld_moderation_rejections", "Confessions rejected by moderation", registry=REGISTRY)
+LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.5 s sleep", registry=REGISTRY)
+SLOW_QUERIES = Counter("cwalld_slow_queries", "SQL statements slower than log.slow_query_ms", registry=REGISTRY)
+
+
+class DaemonCollector:
+    """Queue depths and cache hits of one daemon, read when Prometheus scrapes."""
+
+    def __init__(self, queue_stats: Callable[[], dict[str, int]], hits: Callable[[], dict[str, int]],
+                 misses: Callable[[], dict[str, int]]) -> None:
+        self.queue_stats, self.hits, self.misses = queue_stats, hits, misses
+
+    def collect(self) -> Iterator[Metric]:
+        queue = GaugeMetricFamily("cwalld_queue_jobs", "AI jobs by state", labels=["state"])
+        for state, n in self.queue_stats().items():
+            if state != "total":
+                queue.add_metric([state], n)
+        yield queue
+        for name, values in (("cwalld_cache_hits", self.hits()), ("cwalld_cache_misses", self.misses())):
+            family = CounterMetricFamily(name, f"Cache {name.rsplit('_', 1)[1]} by type", labels=["type"])
+            for kind, n in values.items():
+                family.add_metric([kind], n)
+            yield family
+
+
+def render(collector: DaemonCollector) -> bytes:
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(collector)  # type: ignore[arg-type]
+    return generate_latest(REGISTRY) + generate_latest(extra)
