@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+import structlog
+
 from bench.redis_server import private_redis
 from bench.seed import seed
 
@@ -74,12 +76,13 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> N
 
 
 @contextmanager
-def process(args: list[str], health: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Iterator[None]:
+def process(args: list[str], health: str, env: dict[str, str] | None = None,
+            cwd: Path = ROOT) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(args, cwd=cwd, env={**os.environ, **(env or {})},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_http(health, proc)
-        yield
+        yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -88,14 +91,85 @@ def process(args: list[str], health: str, env: dict[str, str] | None = None, cwd
             proc.kill()
 
 
+@dataclass
+class Running:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+
 @contextmanager
-def daemon(db: str, port: int, ai_url: str, **env: str) -> Iterator[str]:
+def daemon(tmp: Path, db: str, ai_url: str, **env: str) -> Iterator[Running]:
+    port = free_port()
     base = {"CWALLD_STORAGE_PATH": db, "CWALLD_SERVER_PORT": str(port), "OPENAI_API_KEY": "bench",
-            "CWALLD_AI_BASE_URL": ai_url, "CWALLD_LOG_LEVEL": "info", "CWALLD_LIMITS_DAILY_CONFESSIONS": "1000000"}
-    base.pop("CWALLD_CONFIG", None)
+            "CWALLD_AI_BASE_URL": ai_url, "CWALLD_LOG_LEVEL": "info", "CWALLD_LIMITS_DAILY_CONFESSIONS": "1000000",
+            "CWALLD_SERVER_CONTROL_SOCKET": str(tmp / f"control-{port}.sock")}
     url = f"http://127.0.0.1:{port}"
-    with process([sys.executable, "-m", "cwalld"], url + "/healthz", {**base, **env}):
-        yield url
+    env = {**base, **env}
+    os.environ.pop("CWALLD_CONFIG", None)
+    with process([sys.executable, "-m", "cwalld"], url + "/healthz", env) as proc:
+        yield Running(url, proc)
+
+
+POST_SCRIPT = """
+local n = %d
+local i = 0
+local body = '{"content": "Bench itirafı: bugün kimseye söyleyemediğim bir şey oldu.", "category": "other"}'
+function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) i = math.random(1, n) end
+function request()
+  i = i %% n + 1
+  return wrk.format("POST", "/api/v1/confessions",
+    {["Authorization"] = "Bearer bench-token-" .. i, ["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def drain(db: str, timeout: float = 600) -> None:
+    """Wait until no confession is pending, so each phase leaves the next a clean database."""
+    deadline = time.monotonic() + timeout
+    while count_status(db, "pending") and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def count_status(db: str, status: str) -> int:
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT count(*) FROM confessions WHERE status = ?", (status,)).fetchone()[0]
+
+
+def deep_cursor(db: str, depth: int) -> str:
+    """The cursor a client holds after paging ``depth`` items into the feed."""
+    import sqlite3
+
+    from cwalld.service import encode_cursor
+
+    with sqlite3.connect(db) as conn:
+        published_at, ident = conn.execute(
+            "SELECT published_at, id FROM confessions WHERE status = 'published'"
+            " ORDER BY published_at DESC, id DESC LIMIT 1 OFFSET ?", (depth,)).fetchone()
+    return encode_cursor((published_at, ident))
+
+
+async def time_popular(db: str) -> float:
+    from cwalld.domain import VIRAL_BADGE
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    s = SQLiteStorage(db)
+    await s.open()
+    await s.w.execute("UPDATE confessions SET is_popular = 0")
+    await s.w.execute("DELETE FROM badges")
+    started = time.perf_counter()
+    result = await s.mark_popular(100, VIRAL_BADGE)
+    took = time.perf_counter() - started
+    await s.close()
+    print(f"  popular job: {result}", file=sys.stderr)
+    return took
 
 
 def wrk(binary: str, url: str, duration: int, connections: int, script: str | None = None) -> tuple[float, float, float]:
@@ -116,10 +190,12 @@ def wrk(binary: str, url: str, duration: int, connections: int, script: str | No
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'scenario':<34} {'rps':>9} {'p50 ms':>8} {'p99 ms':>8} {'× hello':>8}  note"]
+    lines = [f"{'scenario':<34} {'rps/value':>9} {'p50 ms':>8} {'p99 ms':>8} {'× hello':>8}  note"]
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-        lines.append(f"{r.scenario:<34} {r.rps:>9,.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} {ratio:>8}  {r.note}")
+        value = f"{r.rps:>9,.0f}" if r.rps >= 100 else f"{r.rps:>9.2f}"
+        latency = f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f}" if r.p50_ms else f"{'':>8} {'':>8}"
+        lines.append(f"{r.scenario:<34} {value} {latency} {ratio:>8}  {r.note}")
     return "\n".join(lines)
 
 
@@ -129,40 +205,79 @@ def main() -> None:
     p.add_argument("--users", type=int, default=10_000)
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=100)
+    p.add_argument("--queue-jobs", type=int, default=20_000, help="jobs for the Redis queue scenario")
     args = p.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # quiet in-process queue
     binary = ensure_wrk()
     rows: list[Row] = []
     d, c = args.duration, args.connections
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        stack.enter_context(private_redis())
+        redis_url = stack.enter_context(private_redis())
         ai_port = free_port()
         stack.enter_context(process([sys.executable, str(ROOT / "tests" / "fake_openai.py"), "--port", str(ai_port)],
                                     f"http://127.0.0.1:{ai_port}/v1/models"))
         ai_url = f"http://127.0.0.1:{ai_port}/v1"
         db = str(tmp / "bench.db")
         started = time.perf_counter()
-        asyncio.run(seed(db, args.rows, args.users))
-        print(f"  seeded {args.rows:,} confessions, {args.users:,} users in {time.perf_counter() - started:.1f} s",
+        users = min(args.users, max(args.rows, 1))
+        asyncio.run(seed(db, args.rows, users, tokens=users))
+        print(f"  seeded {args.rows:,} confessions, {users:,} users in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
+        script = tmp / "post.lua"
+        script.write_text(POST_SCRIPT % users)
 
-        def run(name: str, url: str, note: str = "", script: str | None = None) -> Row:
+        def run(name: str, url: str, note: str = "", lua: Path | None = None) -> Row:
             print(f"  {name}…", file=sys.stderr)
-            rps, p50, p99 = wrk(binary, url, d, c, script)
+            rps, p50, p99 = wrk(binary, url, d, c, str(lua) if lua else None)
             row = Row(name, rps, p50, p99, note=note)
             rows.append(row)
             return row
 
+        def figure(name: str, value: float, note: str) -> None:
+            rows.append(Row(name, value, 0.0, 0.0, note=note))
+
         hello_port = free_port()
         with process([sys.executable, "-m", "bench.hello", str(hello_port)], f"http://127.0.0.1:{hello_port}/"):
             hello = run("hello-world (bare aiohttp)", f"http://127.0.0.1:{hello_port}/")
-        with daemon(db, free_port(), ai_url) as url:
-            run("feed, cached (embedded)", url + "/api/v1/confessions")
-        with daemon(db, free_port(), ai_url, CWALLD_CACHE_ENABLED="false") as url:
-            run("feed, uncached", url + "/api/v1/confessions")
+
+        with daemon(tmp, db, ai_url) as e:
+            time.sleep(1.0)
+            idle_rss = e.rss_mb()
+            run("feed, cached (embedded)", e.url + "/api/v1/confessions")
+            run("signed-in POST, embedded", e.url + "/", "distinct users", lua=script)
+            drain(db)
+            busy_rss = e.rss_mb()
+
+        with daemon(tmp, db, ai_url, CWALLD_CACHE_ENABLED="false") as u:
+            first = run("feed, uncached, first page", u.url + "/api/v1/confessions")
+            depth = int(args.rows * 0.9)
+            deep = run(f"feed, uncached, cursor at {depth:,}", u.url + f"/api/v1/confessions?cursor={deep_cursor(db, depth)}")
+            deep.note = f"p50 ratio to first page {deep.p50_ms / first.p50_ms:.2f}"
+
+        with daemon(tmp, db, ai_url, CWALLD_REDIS_URL=redis_url) as r:
+            drain(db)
+            before = count_status(db, "published")
+            t0 = time.perf_counter()
+            post = run("signed-in POST, redis", r.url + "/", "distinct users", lua=script)
+            drain(db)
+            took = time.perf_counter() - t0
+            done = count_status(db, "published") - before
+            figure("create → published, redis", done / took, f"{done:,} confessions in {took:.1f} s (POST {post.rps:,.0f}/s)")
+
+        from bench.queue import bare, ours
+
+        bare_rate = asyncio.run(bare(redis_url, args.queue_jobs))
+        our_rate = asyncio.run(ours(redis_url, args.queue_jobs))
+        figure("redis queue jobs/s", our_rate, f"{our_rate / bare_rate:.2f} of a bare redis-py loop ({bare_rate:,.0f}/s)")
+        seconds = asyncio.run(time_popular(db))
+        figure("popular job, seconds", seconds, f"over {args.rows:,} confessions")
+        figure("RSS MB, idle after start", idle_rss, "embedded daemon")
+        figure("RSS MB, after its scenarios", busy_rss, "embedded daemon")
         for row in rows:
-            row.ratio = row.rps / hello.rps
+            if row.p50_ms:
+                row.ratio = row.rps / hello.rps
 
     print(table(rows))
     out = ROOT / "bench" / "results"

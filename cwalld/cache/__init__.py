@@ -8,9 +8,9 @@ Backends (``cache.local`` in-process LRU, ``cache.redis`` shared) store bytes an
   from old data is stored under the old generation, where nobody looks any more — so the next
   read after a write is fresh (read-your-writes) without KEYS, SCAN or delete races.
 - **Fail-open.** A backend error or a call slower than ``SLOW`` puts the cache aside for
-  ``PAUSE`` seconds; reads go to SQLite. Logged once per outage. Invalidations may have been
-  lost meanwhile, so the first success after an outage bumps ``global``: nothing cached before
-  it is served again.
+  ``PAUSE`` seconds; reads go to SQLite. Logged once per outage. If an invalidation failed
+  meanwhile (it may or may not have landed), the first success after the outage bumps
+  ``global``: nothing cached before it is served again.
 - **Single flight.** Concurrent reads of one page share one lookup and, on a miss, one fill.
 - Hit and miss counts per kind, for metrics.
 """
@@ -59,6 +59,7 @@ class Cache:
         self._epoch = 0  # bumps made by this process
         self._aside_until = 0.0
         self._down = False
+        self._lost = False  # an invalidation failed while the cache was away
 
     async def _call(self, op: Callable[[CacheBackend], Awaitable[T]]) -> T:
         if self.backend is None or time.monotonic() < self._aside_until:
@@ -78,7 +79,9 @@ class Cache:
         if self._down:
             self._down = False
             log.info("cache_available")
-            await self.bump("global")  # invalidations may have been lost while it was away
+        if self._lost:
+            self._lost = False
+            await self.bump("global")
         return result
 
     async def page(self, kind: str, gens: list[str], base: str, ttl: float,
@@ -127,7 +130,7 @@ class Cache:
         try:
             await self._call(lambda b: b.bump(list(gens)))
         except Unavailable:
-            pass
+            self._lost = self.backend is not None
 
     async def get(self, kind: str, key: str) -> bytes | None:
         try:
