@@ -10,6 +10,7 @@ and database closed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -208,6 +209,10 @@ async def serve(config: Config) -> None:
     log.info("serving", host=config.server.host, port=config.server.port, config=config.source,
              queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
              ai="on" if config.ai.api_key else "off (fallback replies)")
+    # Everything built at start lives as long as the process: keep it out of the garbage
+    # collector's scans, which otherwise walk it on every full collection.
+    gc.collect()
+    gc.freeze()
     notify.ready(status)
     notify.start_watchdog()
     stop = asyncio.Event()
@@ -233,3 +238,4 @@ async def serve(config: Config) -> None:
     notify.stop_watchdog()
     await runner.cleanup()
     log.info("stopped")
+    logs.flush()

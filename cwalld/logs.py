@@ -6,13 +6,25 @@ confessions and jobs, not of people.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import sys
+from typing import BinaryIO
 
 import orjson
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+_batchers: list[LineBatcher] = []
+
+
+def flush() -> None:
+    """Write out lines still waiting for the event loop (at stop)."""
+    for b in _batchers:
+        b.flush()
 
 
 def setup(level: str = "info", fmt: str = "json") -> None:
@@ -25,7 +37,9 @@ def setup(level: str = "info", fmt: str = "json") -> None:
         # Tracebacks without local variables: a frame's locals may hold a password or a token.
         tracebacks = structlog.processors.ExceptionRenderer(structlog.tracebacks.ExceptionDictTransformer(show_locals=False))
         processors += [tracebacks, structlog.processors.JSONRenderer(serializer=_dumps)]
-        factory = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        batched = LineBatcher(sys.stdout.buffer)
+        _batchers[:] = [batched]
+        factory = lambda *_: batched  # noqa: E731 - one writer shared by every logger
     else:
         processors.append(structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback))
@@ -38,6 +52,43 @@ def setup(level: str = "info", fmt: str = "json") -> None:
     )
     # Libraries (aiohttp, asyncio) speak stdlib logging: keep their warnings, on stderr.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+
+
+class LineBatcher:
+    """A structlog logger for rendered JSON lines: the lines logged in one event-loop iteration
+    go out in one write(2). Under load an access line per request would otherwise cost a system
+    call each (profiled: ~7% of a cached feed request). Outside a running loop, writes at once."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self._file = file
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        atexit.register(self.flush)
+
+    def msg(self, message: bytes) -> None:
+        self._pending.append(message + b"\n")
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except (OSError, ValueError):  # stdout closed (e.g. at exit): nothing left to tell
+                pass
 
 
 def _dumps(obj: object, **_: object) -> bytes:

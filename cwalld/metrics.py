@@ -31,6 +31,22 @@ LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke 
 SLOW_QUERIES = Counter("cwalld_slow_queries", "SQL statements slower than log.slow_query_ms", registry=REGISTRY)
 
 
+_request_children: dict[tuple[object, str, int], tuple[Counter, Histogram]] = {}
+
+
+def observe_request(resource: object | None, method: str, status: int, seconds: float) -> None:
+    """Count a request by route (the pattern, not the path: bounded label values). The labelled
+    children are looked up once per (route, method, status): labels() is not free per request."""
+    key = (resource, method, status)
+    children = _request_children.get(key)
+    if children is None:
+        route = getattr(resource, "canonical", "unmatched")
+        children = (HTTP_REQUESTS.labels(route, method, status), HTTP_SECONDS.labels(route))
+        _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 class DaemonCollector:
     """Queue depths and cache hits of one daemon, read when Prometheus scrapes."""
 

@@ -35,10 +35,7 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
         response = await errors.handle(request, handler)
         response.headers["X-Request-ID"] = request_id
         seconds = time.perf_counter() - started
-        route = request.match_info.route.resource
-        name = route.canonical if route is not None else "unmatched"
-        metrics.HTTP_REQUESTS.labels(name, request.method, response.status).inc()
-        metrics.HTTP_SECONDS.labels(name).observe(seconds)
+        metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
         log.info("request", method=request.method, path=request.path, status=response.status,
                  ms=round(seconds * 1000, 1))
     return response

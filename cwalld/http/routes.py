@@ -151,7 +151,8 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    return respond({"user": user_json(await auth.signed_in(request))})
+    user = await auth.signed_in(request)
+    return respond({"user": user_json(await request.app[WALL].storage.user(user.id) or user)})
 
 
 async def my_confessions(request: web.Request) -> web.Response:

@@ -197,7 +197,7 @@ class SQLiteStorage:
             f"SELECT {_U} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
             (token_hash, now()),
         ))
-        return await self._with_badges(rows[0]) if rows else None
+        return _user(rows[0]) if rows else None  # badges are read where they are shown (/me)
 
     async def delete_session(self, token_hash: str) -> None:
         await self.w.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash,))
@@ -211,12 +211,10 @@ class SQLiteStorage:
             "INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)"
             " SELECT ?, ?, ?, ?, 'pending', ?"
             " WHERE (SELECT count(*) FROM confessions WHERE author_id = ? AND created_at > ?) < ?"
-            " RETURNING id",
+            f" RETURNING {_C.replace('c.', '').rsplit(', u.username', 1)[0]}",
             (author_id, content, category, int(anonymous), now(), author_id, since, daily_limit),
         ))
-        if not rows:
-            return None
-        return await self._one(self.w, rows[0][0])
+        return _confession((*rows[0], None, None, None)) if rows else None
 
     async def oldest_since(self, author_id: int, since: str) -> str | None:
         rows = list(await self.r.execute_fetchall(
