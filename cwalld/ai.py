@@ -8,8 +8,7 @@ which can spread them over time and across processes. Failures surface as ``AIEr
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import openai
+from typing import Any
 
 from cwalld import metrics
 from cwalld.config import AI as AISettings
@@ -58,16 +57,16 @@ class Verdict:
 class AI:
     def __init__(self, settings: AISettings) -> None:
         self.settings = settings
-        self.client = (
-            openai.AsyncOpenAI(
+        self.client: Any = None
+        if settings.api_key:
+            import openai  # imported only when used: it is the largest dependency (~25 MB resident)
+
+            self.client = openai.AsyncOpenAI(
                 api_key=settings.api_key,
                 base_url=settings.base_url,
                 timeout=settings.request_timeout,
                 max_retries=0,
             )
-            if settings.api_key
-            else None
-        )
 
     @property
     def enabled(self) -> bool:
@@ -130,6 +129,8 @@ class AI:
 
 async def _request(awaitable):  # type: ignore[no-untyped-def]
     """The openai client's errors as AIError, with a kind for logs and metrics."""
+    import openai
+
     try:
         return await awaitable
     except openai.APITimeoutError as e:

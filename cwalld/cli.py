@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
 
 async def check(cfg: Config) -> int:
     """One line per component; exit 1 if any is not usable."""
-    from cwalld.ai import AI, AIError
+    from cwalld.ai import AI
     from cwalld.storage.sqlite import SQLiteStorage
 
     ok = True
@@ -116,30 +116,27 @@ async def check(cfg: Config) -> int:
         line("storage", "FAILED", f"{cfg.storage.path}: {e}")
     finally:
         await storage.close()
+    async def probe(name: str, detail: str, ping: Awaitable[object], close: Callable[[], Awaitable[object]]) -> bool:
+        try:
+            await ping
+            line(name, "ok", detail)
+            return True
+        except Exception as e:  # noqa: BLE001 - any failure is the answer
+            line(name, "FAILED", f"{detail}: {e}")
+            return False
+        finally:
+            await close()
+
     if cfg.redis.url:
         import redis.asyncio as aioredis
 
         client = aioredis.Redis.from_url(cfg.redis.url, socket_connect_timeout=3, socket_timeout=3)
-        try:
-            await client.ping()
-            line("redis", "ok", _redact(cfg.redis.url))
-        except Exception as e:  # noqa: BLE001
-            ok = False
-            line("redis", "FAILED", f"{_redact(cfg.redis.url)}: {e}")
-        finally:
-            await client.aclose()
+        ok &= await probe("redis", _redact(cfg.redis.url), client.ping(), client.aclose)
     else:
         line("redis", "disabled", "embedded queue and cache")
     ai = AI(cfg.ai)
     if ai.enabled:
-        try:
-            await ai.ping()
-            line("ai", "ok", cfg.ai.base_url)
-        except AIError as e:
-            ok = False
-            line("ai", "FAILED", f"{cfg.ai.base_url}: {e}")
-        finally:
-            await ai.close()
+        ok &= await probe("ai", cfg.ai.base_url, ai.ping(), ai.close)
     else:
         line("ai", "disabled", "no api key: confessions get fallback replies")
     return 0 if ok else 1
