@@ -12,6 +12,8 @@ import logging
 import sys
 from typing import BinaryIO
 
+from datetime import UTC, datetime
+
 import orjson
 import structlog
 
@@ -19,6 +21,23 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 
 _batchers: list[LineBatcher] = []
+# The access line, one per request, skips structlog's processor chain when lines are JSON:
+# profiled at ~25-40 µs of CPU per request through the chain, ~3 µs rendered here.
+_access: dict[str, object] = {"enabled": True, "batcher": None}
+
+
+def access(request_id: str, method: str, path: str, status: int, seconds: float) -> None:
+    if not _access["enabled"]:
+        return
+    batcher = _access["batcher"]
+    if batcher is None:
+        structlog.get_logger("cwalld.http").info("request", method=method, path=path, status=status,
+                                                 ms=round(seconds * 1000, 1), request_id=request_id)
+        return
+    batcher.msg(orjson.dumps({  # type: ignore[attr-defined]
+        "method": method, "path": path, "status": status, "ms": round(seconds * 1000, 1), "event": "request",
+        "request_id": request_id, "level": "info",
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}))
 
 
 def flush() -> None:
@@ -39,11 +58,14 @@ def setup(level: str = "info", fmt: str = "json") -> None:
         processors += [tracebacks, structlog.processors.JSONRenderer(serializer=_dumps)]
         batched = LineBatcher(sys.stdout.buffer)
         _batchers[:] = [batched]
+        _access["batcher"] = batched
         factory = lambda *_: batched  # noqa: E731 - one writer shared by every logger
     else:
         processors.append(structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback))
         factory = structlog.PrintLoggerFactory()  # sys.stdout as it is when logging
+        _access["batcher"] = None
+    _access["enabled"] = LEVELS[level] <= logging.INFO
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

@@ -89,6 +89,11 @@ class Cache:
         """The cached bytes for ``base`` under ``gens``, filled on a miss. Concurrent calls for
         one page share one lookup and one fill; a bump from this process starts a new flight,
         so a read that follows a write never joins a flight that began before it."""
+        if self.backend is not None and not self.backend.remote:  # in-process: a hit costs no flight
+            _, value = await self.backend.lookup(["global", *gens], base)
+            if value is not None:
+                self.hits[kind] += 1
+                return value
         flight = (self._epoch, base)
         running = self._inflight.get(flight)
         if running is not None:

@@ -9,7 +9,7 @@ import time
 import structlog
 from aiohttp import web
 
-from cwalld import metrics
+from cwalld import logs, metrics
 from cwalld.config import Config
 from cwalld.http import errors, routes
 from cwalld.http.keys import CONFIG, SCHEDULER, VIEWS, WALL
@@ -31,13 +31,17 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
     sent = request.headers.get("X-Request-ID", "")
     request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else f"{_PREFIX}{next(_SEQ):08x}"
     started = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
+    # other lines logged while serving the request carry its id; reset, not nested: keep-alive
+    # requests on one connection share a task's context
+    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    try:
         response = await errors.handle(request, handler)
-        response.headers["X-Request-ID"] = request_id
-        seconds = time.perf_counter() - started
-        metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
-        log.info("request", method=request.method, path=request.path, status=response.status,
-                 ms=round(seconds * 1000, 1))
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
+    response.headers["X-Request-ID"] = request_id
+    seconds = time.perf_counter() - started
+    metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
+    logs.access(request_id, request.method, request.path, response.status, seconds)
     return response
 
 
