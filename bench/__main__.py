@@ -193,7 +193,7 @@ def table(rows: list[Row]) -> str:
     lines = [f"{'scenario':<34} {'rps/value':>9} {'p50 ms':>8} {'p99 ms':>8} {'× hello':>8}  note"]
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
-        value = f"{r.rps:>9,.0f}" if r.rps >= 100 else f"{r.rps:>9.2f}"
+        value = f"{r.rps:>9,.0f}" if r.rps >= 100 else f"{r.rps:>9.2f}" if r.rps >= 1 else f"{r.rps:>9.4f}"
         latency = f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f}" if r.p50_ms else f"{'':>8} {'':>8}"
         lines.append(f"{r.scenario:<34} {value} {latency} {ratio:>8}  {r.note}")
     return "\n".join(lines)

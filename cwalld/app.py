@@ -88,7 +88,7 @@ DAEMON = web.AppKey("daemon", Daemon)
 
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
-    storage = SQLiteStorage(config.storage.path, slow_query_ms=config.log.slow_query_ms)
+    storage = SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
     queue = make_queue(config)
     ai = AI(config.ai)
     cache = make_cache(config)
@@ -156,7 +156,7 @@ def rss_bytes() -> int:
 
 # Settings read once at start: a reload reports them and keeps the running values.
 RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins",
-                "server.control_socket", "storage.path", "redis.url", "redis.prefix", "queue.concurrency",
+                "server.control_socket", "storage.path", "storage.synchronous", "redis.url", "redis.prefix", "queue.concurrency",
                 "cache.enabled", "cache.max_entries")
 
 

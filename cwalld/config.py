@@ -42,6 +42,7 @@ class Server:
 @dataclass(frozen=True)
 class Storage:
     path: str = "./data/cwall.db"
+    synchronous: str = "full"
 
 
 @dataclass(frozen=True)
@@ -307,6 +308,7 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.server.port <= 65535, "server.port", "must be between 1 and 65535")
     need(cfg.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")
     need(bool(cfg.storage.path), "storage.path", "must not be empty")
+    need(cfg.storage.synchronous in ("full", "normal"), "storage.synchronous", "must be full or normal")
     need(cfg.redis.url == "" or cfg.redis.url.split("://")[0] in ("redis", "rediss", "unix"),
          "redis.url", "must start with redis://, rediss:// or unix://")
     need(cfg.queue.concurrency >= 1, "queue.concurrency", "must be at least 1")

@@ -49,6 +49,8 @@ def test_floats_accepted_for_seconds() -> None:
     ({"limits": {"content_min": 50, "content_max": 10}}, "limits.content_min"),
     ({"categories": [{"slug": "a"}]}, "categories[0].name"),
     ({"log": {"level": "loud"}}, "log.level"),
+    ({"storage": {"synchronous": "off"}}, "storage.synchronous"),
+    ({"scheduler": {"timezone": "Mars/Olympus"}}, "scheduler.timezone"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as e:
