@@ -15,7 +15,7 @@ from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
 from cwalld.cache.redis import RedisCache
 from cwalld.http.keys import WALL
-from tests.conftest import Api, test_config
+from tests.conftest import Api, RedisServer, test_config
 
 BACKENDS = ["local", "redis"]
 
@@ -255,3 +255,29 @@ async def test_cache_disabled_serves_everything_from_sqlite(tmp_path: Path, fake
         assert (await api.c.get(path, headers=api.auth(token))).status == 200
     assert [c["id"] for c in (await get(api, "/api/v1/confessions"))["items"]] == [cid]
     assert api.c.app[WALL].cache.hits["feed"] == 0
+
+
+async def test_one_slow_call_is_done_without_three_put_the_cache_aside(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path, "--enable-debug-command", "yes")
+    server.start()
+    cache = Cache(RedisCache(server.url, "slow:"))
+    await cache.put("k", b"v", 60)
+    blocker = syncredis.Redis.from_url(server.url)
+
+    async def slow_get() -> bytes | None:
+        sleeper = asyncio.create_task(asyncio.to_thread(blocker.execute_command, "DEBUG", "SLEEP", "0.15"))
+        await asyncio.sleep(0.02)  # the server is now busy for 0.15 s: a real slow Redis
+        value = await cache.get("feed", "k")
+        await sleeper
+        return value
+
+    with structlog.testing.capture_logs() as logs:
+        assert await slow_get() is None  # too slow: done without the cache this time
+        assert await cache.get("feed", "k") == b"v"  # but it is still in use
+        for _ in range(3):
+            await slow_get()
+        assert await cache.get("feed", "k") is None  # three in a row: put aside
+    assert [e["event"] for e in logs] == ["cache_unavailable"]
+    await cache.close()
+    blocker.close()
+    server.stop()

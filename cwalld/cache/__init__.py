@@ -7,8 +7,8 @@ Backends (``cache.local`` in-process LRU, ``cache.redis`` shared) store bytes an
   (``global`` plus e.g. ``feed:love``); invalidating is one INCR, O(1), and an entry computed
   from old data is stored under the old generation, where nobody looks any more — so the next
   read after a write is fresh (read-your-writes) without KEYS, SCAN or delete races.
-- **Fail-open.** A backend error or a call slower than ``SLOW`` puts the cache aside for
-  ``PAUSE`` seconds; reads go to SQLite. Logged once per outage. If an invalidation failed
+- **Fail-open.** A backend error, or ``SLOW_STREAK`` calls in a row slower than ``SLOW``, puts
+  the cache aside for ``PAUSE`` seconds (a single slow call is just done without); reads go to SQLite. Logged once per outage. If an invalidation failed
   meanwhile (it may or may not have landed), the first success after the outage bumps
   ``global``: nothing cached before it is served again.
 - **Single flight.** Concurrent reads of one page share one lookup and, on a miss, one fill.
@@ -30,6 +30,7 @@ T = TypeVar("T")
 
 SLOW = 0.05  # seconds: a cache slower than this costs more than the query it saves
 PAUSE = 1.0  # seconds the cache stays aside after a failure
+SLOW_STREAK = 3  # slow calls in a row that put it aside
 
 
 class CacheBackend(Protocol):
@@ -60,6 +61,7 @@ class Cache:
         self._aside_until = 0.0
         self._down = False
         self._lost = False  # an invalidation failed while the cache was away
+        self._slow = 0  # slow calls in a row
 
     async def _call(self, op: Callable[[CacheBackend], Awaitable[T]]) -> T:
         if self.backend is None or time.monotonic() < self._aside_until:
@@ -70,12 +72,17 @@ class Cache:
                     result = await op(self.backend)
             else:  # in-process: cannot be slow or away
                 result = await op(self.backend)
-        except Exception as e:  # noqa: BLE001 - any backend trouble: do without the cache
-            self._aside_until = time.monotonic() + PAUSE
-            if not self._down:
-                self._down = True
-                log.warning("cache_unavailable", error=str(e) or type(e).__name__)
+        except TimeoutError:
+            # One slow call may be our own busy loop, not Redis: do without the cache for this
+            # call; only SLOW_STREAK in a row put it aside.
+            self._slow += 1
+            if self._slow >= SLOW_STREAK:
+                self._aside("slower than 50 ms")
             raise Unavailable from None
+        except Exception as e:  # noqa: BLE001 - any backend trouble: do without the cache
+            self._aside(str(e) or type(e).__name__)
+            raise Unavailable from None
+        self._slow = 0
         if self._down:
             self._down = False
             log.info("cache_available")
@@ -83,6 +90,12 @@ class Cache:
             self._lost = False
             await self.bump("global")
         return result
+
+    def _aside(self, why: str) -> None:
+        self._aside_until = time.monotonic() + PAUSE
+        if not self._down:
+            self._down = True
+            log.warning("cache_unavailable", error=why)
 
     async def page(self, kind: str, gens: list[str], base: str, ttl: float,
                    fill: Callable[[], Awaitable[bytes]]) -> bytes:
