@@ -76,7 +76,7 @@ async def test_notify_ready_watchdog_reload_and_stop(tmp_path: Path, daemons: An
         await asyncio.sleep(1.0)
         notify.drain()
         pings = [at for at, m in notify.messages if m == "WATCHDOG=1"]
-        assert len(pings) >= 4  # every 0.2 s: half of WATCHDOG_USEC
+        assert len(pings) >= 3  # every 0.2 s (half of WATCHDOG_USEC): ~5 in this second
 
         await call(s, "GET", d.url + "/api/v1/categories")
         assert '"event":"request"' not in d.log.read_text()  # level warning: no access lines
