@@ -146,7 +146,7 @@ async def stats_lines(daemon: Daemon) -> None:
             queue = f"unavailable: {e}"
         log.info("stats", rss_mb=round(rss_bytes() / 2**20, 1), queue=queue,
                  cache_hit_ratio=round(hits / (hits + misses), 3) if hits + misses else None,
-                 loop_lag_ms=round(metrics.LOOP_LAG._value.get() * 1000, 1))
+                 loop_lag_ms=round((metrics.REGISTRY.get_sample_value("cwalld_event_loop_lag_seconds") or 0) * 1000, 1))
 
 
 def rss_bytes() -> int:

@@ -41,9 +41,6 @@ class Notifier:
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")
 
-    def status(self, status: str) -> None:
-        self.send(f"STATUS={status}")
-
     def reloading(self) -> None:
         self.send("RELOADING=1", f"MONOTONIC_USEC={int(time.monotonic() * 1e6)}")
 

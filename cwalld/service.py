@@ -80,7 +80,6 @@ class Wall:
         user = await create_user(self.storage, username, password, name.strip() or None if isinstance(name, str) else None)
         return await self._new_session(user), user
 
-
     async def login(self, username: object, password: object) -> tuple[str, User]:
         if not isinstance(username, str) or not isinstance(password, str):
             raise Invalid({"username": "required string", "password": "required string"})
@@ -140,22 +139,27 @@ class Wall:
             log.warning("enqueue_failed", confession_id=confession.id, error=str(e))
         return _with_author(confession, user)
 
-    async def feed(self, viewer: User | None, category: str | None, limit: int, cursor: str | None) -> Page:
+    async def feed(self, category: str | None, limit: int, cursor: str | None) -> Page:
+        """A shared page: the caller's own empathies are overlaid by views, not read here."""
         if category is not None and category not in self.categories:
             raise Invalid({"category": "one of " + ", ".join(self.categories)})
         items = await self.storage.feed(category, limit + 1, decode_cursor(cursor))
-        return await self._page(viewer, items, limit, lambda c: (c.published_at or "", c.id))
+        return await self._page(items, limit, lambda c: (c.published_at or "", c.id))
 
-    async def popular(self, viewer: User | None, limit: int) -> Page:
-        return await self._page(viewer, await self.storage.popular(limit), limit, None)
+    async def popular(self, limit: int) -> Page:
+        return await self._page(await self.storage.popular(limit), limit, None)
 
-    async def mine(self, user: User, limit: int, cursor: str | None, with_author: bool = True) -> Page:
+    async def mine(self, user: User, limit: int, cursor: str | None) -> Page:
+        """The author's own list, without their name on anonymous items (views adds it when
+        serving, so a cached page never holds it)."""
         items = await self.storage.by_author(user.id, limit + 1, decode_cursor(cursor))
-        if with_author:
-            items = [_with_author(c, user) for c in items]
-        return await self._page(user, items, limit, lambda c: (c.created_at, c.id))
+        return await self._page(items, limit, lambda c: (c.created_at, c.id), user)
 
-    async def _page(self, viewer: User | None, items: list[Confession], limit: int, key) -> Page:  # type: ignore[no-untyped-def]
+    async def profile(self, user: User) -> User:
+        """The signed-in user with badges (sessions are looked up without them)."""
+        return await self.storage.user(user.id) or user
+
+    async def _page(self, items: list[Confession], limit: int, key, viewer: User | None = None) -> Page:  # type: ignore[no-untyped-def]
         next_cursor = encode_cursor(key(items[limit - 1])) if key and len(items) > limit else None
         items = items[:limit]
         marks = await self.storage.empathized(viewer.id, [c.id for c in items]) if viewer else set()
@@ -220,7 +224,7 @@ class Wall:
         if status not in (PENDING, REJECTED, HIDDEN):
             raise Invalid({"status": "one of pending, rejected, hidden"})
         items = await self.storage.by_status(status, limit + 1, decode_cursor(cursor))
-        return await self._page(None, items, limit, lambda c: (c.created_at, c.id))
+        return await self._page(items, limit, lambda c: (c.created_at, c.id))
 
     async def set_admin(self, username: str, on: bool) -> User:
         user = await self.storage.set_admin(username, on)
@@ -253,9 +257,6 @@ class Wall:
 
     async def sessions_purge_job(self) -> dict[str, int]:
         return {"deleted": await self.storage.purge_sessions()}
-
-    async def queue_stats(self) -> dict[str, int]:
-        return await self.queue.stats()
 
     async def requeue_pending(self, older_than: str | None = None) -> int:
         """Queue every pending confession (at start: whatever a crash or restart left behind)."""

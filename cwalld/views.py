@@ -81,7 +81,7 @@ class Views:
 
     async def feed(self, viewer: User | None, category: str | None, limit: int, cursor: str | None) -> Body:
         async def fill() -> bytes:
-            page = await self.wall.feed(None, category, limit, cursor)
+            page = await self.wall.feed(category, limit, cursor)
             return self._shared(page, with_cursor=True)
 
         entry = await self.cache.page("feed", [f"feed:{category or 'all'}"], f"feed:{category or ''}:{limit}:{cursor or ''}",
@@ -90,7 +90,7 @@ class Views:
 
     async def popular(self, viewer: User | None, limit: int) -> Body:
         async def fill() -> bytes:
-            return self._shared(await self.wall.popular(None, limit), with_cursor=False)
+            return self._shared(await self.wall.popular(limit), with_cursor=False)
 
         entry = await self.cache.page("popular", ["popular"], f"popular:{limit}", self.ttl.popular_ttl, fill)
         return await self._overlay(entry, viewer)
@@ -109,7 +109,7 @@ class Views:
         who = self.wall.owner_key(user.id)
 
         async def fill() -> bytes:
-            page = await self.wall.mine(user, limit, cursor, with_author=False)
+            page = await self.wall.mine(user, limit, cursor)
             return _pack([c.id for c in page.items], orjson.dumps(
                 {"items": [confession_json(c, c.id in page.empathized, user) for c in page.items],
                  "next_cursor": page.next_cursor}))

@@ -40,7 +40,7 @@ async def operator(request: web.Request) -> None:
 
 async def queue_stats(request: web.Request) -> web.Response:
     await operator(request)
-    return respond(await request.app[WALL].queue_stats())
+    return respond(await request.app[WALL].queue.stats())
 
 
 async def queue_clean(request: web.Request) -> web.Response:

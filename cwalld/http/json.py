@@ -11,10 +11,6 @@ from cwalld.domain import Invalid
 from cwalld.http.errors import ApiError
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
 def respond(value: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(value), content_type="application/json")
 

@@ -152,7 +152,7 @@ async def logout(request: web.Request) -> web.Response:
 
 async def me(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
-    return respond({"user": user_json(await request.app[WALL].storage.user(user.id) or user)})
+    return respond({"user": user_json(await request.app[WALL].profile(user))})
 
 
 async def my_confessions(request: web.Request) -> web.Response:
