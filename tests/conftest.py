@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from cwalld import app as appmod
 from cwalld import config as configmod
 from cwalld.config import Config
+from cwalld.http.keys import SCHEDULER
 from tests.fake_openai import FakeOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,6 +209,16 @@ class Api:
     async def confession(self, cid: int, token: str | None = None) -> dict[str, Any]:
         r = await self.c.get(f"/api/v1/confessions/{cid}", headers=self.auth(token) if token else {})
         return (await r.json())["confession"] if r.status == 200 else {"http_status": r.status}
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Wait for the scheduler's start-up catch-up runs (popular bumps the feed caches)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            jobs = await self.c.app[SCHEDULER].describe()
+            if all(j["last_run"] and j["last_run"]["finished_at"] for j in jobs):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"start-up jobs not finished after {timeout}s: {jobs}")
 
     async def wait_status(self, cid: int, token: str, status: str = "published", timeout: float = 5.0) -> dict[str, Any]:
         c: dict[str, Any] = {}
