@@ -31,11 +31,9 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
     rng = random.Random(7)
     password = argon2.PasswordHasher().hash("password123")
     start = datetime.now(UTC) - timedelta(days=30)
-    await w.execute("BEGIN")
-    await w.executemany(
+    await w.run(lambda db: db.executemany(
         "INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)",
-        ((f"user_{i}", password, _ts(start)) for i in range(users)))
-    await w.execute("COMMIT")
+        ((f"user_{i}", password, _ts(start)) for i in range(users))))
     slugs = [c.slug for c in DEFAULT_CATEGORIES]
     step = timedelta(days=29) / max(rows, 1)
     done = 0
@@ -49,22 +47,17 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
             batch.append((rng.randint(1, users), f"Seed itirafı {i}: bugün kimseye söyleyemediğim bir şey oldu.",
                           rng.choice(slugs), int(i % 5 != 0), "Seni anlıyoruz, yalnız değilsin.", empathy,
                           int(hot), _ts(t), _ts(t + timedelta(seconds=2))))
-        await w.execute("BEGIN")
-        await w.executemany(
+        await w.run(lambda db: db.executemany(
             "INSERT INTO confessions (author_id, content, category, anonymous, status, ai_response, empathy_count,"
-            " is_popular, created_at, published_at) VALUES (?, ?, ?, ?, 'published', ?, ?, ?, ?, ?)", batch)
-        await w.execute("COMMIT")
+            " is_popular, created_at, published_at) VALUES (?, ?, ?, ?, 'published', ?, ?, ?, ?, ?)", batch))
         done += n
         bar = "#" * (30 * done // rows)
         print(f"\r  seeding {done:>9,}/{rows:,} [{bar:<30}]", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    out = []
+    out = [f"bench-token-{uid}" for uid in range(1, tokens + 1)]
     expires = _ts(datetime.now(UTC) + timedelta(days=1))
-    for uid in range(1, tokens + 1):
-        token = f"bench-token-{uid}"
-        out.append(token)
-        await w.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
-                        (hashlib.sha256(token.encode()).hexdigest(), uid, _ts(start), expires))
-    await w.execute("ANALYZE")
+    await w.run(lambda db: db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", (
+        (hashlib.sha256(token.encode()).hexdigest(), uid, _ts(start), expires) for uid, token in enumerate(out, 1))))
+    await w.run(lambda db: db.execute("ANALYZE"), alone=True)
     await storage.close()
     return out

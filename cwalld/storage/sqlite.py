@@ -1,9 +1,11 @@
-"""SQLite storage through aiosqlite: the source of truth.
+"""SQLite storage: the source of truth.
 
-One writer connection and one reader connection (WAL lets readers run beside the writer).
-Writes that must be exact are single statements — the daily limit is an ``INSERT … SELECT``
-guarded by a count, empathy counters move by trigger — so they stay exact across coroutines
-and across processes sharing the file, without an application lock.
+One writer connection, committing in groups (``storage.writer``), and one aiosqlite reader
+connection beside it (WAL lets readers run while the writer writes). Writes that must be exact
+are single statements — the daily limit is an ``INSERT … SELECT`` guarded by a count, empathy
+counters move by trigger — and a write of several statements runs as one atomic step in the
+writer thread, so they stay exact across coroutines and across processes sharing the file,
+without an application lock.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import structlog
 from cwalld import metrics
 from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
+from cwalld.storage.writer import Writer
 
 log = structlog.get_logger("cwalld.storage")
 
@@ -32,6 +35,7 @@ _C = (
 # The join only matches for named confessions, so an anonymous author is never even read.
 _FROM = "FROM confessions c LEFT JOIN users u ON u.id = c.author_id AND c.anonymous = 0"
 _U = "u.id, u.username, u.name, u.image, u.is_admin, u.created_at"
+_ONE = f"SELECT {_C} {_FROM} WHERE c.id = ?"
 
 
 def _confession(r: Any) -> Confession:
@@ -47,9 +51,37 @@ def _user(r: Any, badges: list[Badge] | None = None) -> User:
     return User(id=r[0], username=r[1], name=r[2], image=r[3], is_admin=bool(r[4]), created_at=r[5], badges=badges or [])
 
 
+def _migrate(c: sqlite3.Connection) -> None:
+    """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
+    c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
+    files = sorted(
+        (f for f in resources.files("cwalld.storage").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    for f in files:
+        version = int(f.name.split("_", 1)[0])
+        if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+            continue
+        script = f.read_text(encoding="utf-8")
+        try:
+            # executescript runs the whole file; BEGIN IMMEDIATE makes a second process wait
+            # and then fail on the version's primary key instead of applying it twice.
+            c.executescript(f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');\nCOMMIT;")
+        except sqlite3.Error:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if not c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
+                raise
+
+
+def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
+    row = c.execute(_ONE, (confession_id,)).fetchone()
+    return _confession(row) if row else None
+
+
 class Timed:
-    """An aiosqlite connection whose statements slower than ``slow_query_ms`` are logged
-    (the seed's measureQueryTime). Only the SQL text is logged, never its parameters."""
+    """The aiosqlite read connection, whose statements slower than ``slow_query_ms`` are logged
+    (the seed's measureQueryTime; the writer logs its own). Only the SQL text, never its parameters."""
 
     def __init__(self, db: aiosqlite.Connection, owner: SQLiteStorage) -> None:
         self.db, self.owner = db, owner
@@ -70,18 +102,8 @@ class Timed:
     async def execute_fetchall(self, sql: str, args: Any = ()) -> Any:
         return await self._timed(sql, self.db.execute_fetchall(sql, args))
 
-    async def executemany(self, sql: str, rows: Any) -> Any:
-        return await self._timed(sql, self.db.executemany(sql, rows))
-
-    async def executescript(self, script: str) -> Any:
-        return await self.db.executescript(script)
-
     async def set_trace_callback(self, fn: Any) -> None:
         await self.db.set_trace_callback(fn)
-
-    @property
-    def in_transaction(self) -> bool:
-        return self.db.in_transaction
 
     async def close(self) -> None:
         await self.db.close()
@@ -92,47 +114,24 @@ class SQLiteStorage:
         self.path = path
         self.synchronous = synchronous
         self.slow_query_ms = slow_query_ms
-        self._w: Timed | None = None
+        self._w: Writer | None = None
         self._r: Timed | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._w = await self._connect()
-        await self._migrate()
-        self._r = await self._connect()
-
-    async def _connect(self) -> Timed:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"):
-            await db.execute(f"PRAGMA {pragma}")
-        return Timed(db, self)
-
-    async def _migrate(self) -> None:
-        """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
-        w = self.w
-        await w.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-        files = sorted(
-            (f for f in resources.files("cwalld.storage").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
-            key=lambda f: f.name,
-        )
-        for f in files:
-            version = int(f.name.split("_", 1)[0])
-            done = await w.execute_fetchall("SELECT 1 FROM schema_migrations WHERE version = ?", (version,))
-            if done:
-                continue
-            script = f.read_text(encoding="utf-8")
-            try:
-                # executescript runs the whole file; BEGIN IMMEDIATE makes a second process wait
-                # and then fail on the version's primary key instead of applying it twice.
-                await w.executescript(
-                    f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                if w.in_transaction:
-                    await w.execute("ROLLBACK")
-                if not await w.execute_fetchall("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
-                    raise
+        pragmas = ["journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"]
+        self._w = Writer(self.path, pragmas, self.slow_query_ms)
+        try:
+            await self._w.open()
+            await self._w.run(_migrate, alone=True)
+            db = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in pragmas:
+                await db.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await self.close()
+            raise
+        self._r = Timed(db, self)
 
     async def close(self) -> None:
         for db in (self._r, self._w):
@@ -141,7 +140,7 @@ class SQLiteStorage:
         self._r = self._w = None
 
     @property
-    def w(self) -> Timed:
+    def w(self) -> Writer:
         assert self._w is not None, "storage not open"
         return self._w
 
@@ -155,22 +154,23 @@ class SQLiteStorage:
 
     async def secret(self, name: str) -> str:
         """A random value made once per database and shared by every process using it."""
-        await self.w.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                             (name, secrets.token_hex(32)))
-        return list(await self.w.execute_fetchall("SELECT value FROM meta WHERE key = ?", (name,)))[0][0]
+        done = await self.w.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = value RETURNING value",
+            (name, secrets.token_hex(32)))
+        return done.rows[0][0]
 
     # --- users and sessions ---
 
     async def create_user(self, username: str, password_hash: str, name: str | None, is_admin: bool) -> User:
         try:
-            rows = await self.w.execute_fetchall(
+            done = await self.w.execute(
                 "INSERT INTO users (username, password_hash, name, is_admin, created_at) VALUES (?, ?, ?, ?, ?)"
                 " RETURNING id, username, name, image, is_admin, created_at",
                 (username, password_hash, name, int(is_admin), now()),
             )
         except sqlite3.IntegrityError:
             raise UsernameTaken(f"username {username!r} is taken") from None
-        return _user(list(rows)[0])
+        return _user(done.rows[0])
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
         rows = list(await self.r.execute_fetchall(f"SELECT {_U}, u.password_hash FROM users u WHERE u.username = ?", (username,)))
@@ -207,13 +207,13 @@ class SQLiteStorage:
     async def add_confession(
         self, author_id: int, content: str, category: str, anonymous: bool, daily_limit: int, since: str
     ) -> Confession | None:
-        rows = list(await self.w.execute_fetchall(
+        rows = (await self.w.execute(
             "INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)"
             " SELECT ?, ?, ?, ?, 'pending', ?"
             " WHERE (SELECT count(*) FROM confessions WHERE author_id = ? AND created_at > ?) < ?"
             f" RETURNING {_C.replace('c.', '').rsplit(', u.username', 1)[0]}",
             (author_id, content, category, int(anonymous), now(), author_id, since, daily_limit),
-        ))
+        )).rows
         return _confession((*rows[0], None, None, None)) if rows else None
 
     async def oldest_since(self, author_id: int, since: str) -> str | None:
@@ -223,10 +223,7 @@ class SQLiteStorage:
         return rows[0][0] if rows else None
 
     async def confession(self, confession_id: int) -> Confession | None:
-        return await self._one(self.r, confession_id)
-
-    async def _one(self, db: Timed, confession_id: int) -> Confession | None:
-        rows = list(await db.execute_fetchall(f"SELECT {_C} {_FROM} WHERE c.id = ?", (confession_id,)))
+        rows = list(await self.r.execute_fetchall(_ONE, (confession_id,)))
         return _confession(rows[0]) if rows else None
 
     async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]:
@@ -282,21 +279,23 @@ class SQLiteStorage:
     # --- empathy ---
 
     async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> Confession | None:
-        if on:
-            await self.w.execute(
-                "INSERT INTO empathies (confession_id, user_id, created_at)"
-                " SELECT id, ?, ? FROM confessions WHERE id = ? AND status = 'published'"
-                " ON CONFLICT DO NOTHING",
-                (user_id, now(), confession_id),
-            )
-        else:
-            await self.w.execute(
-                "DELETE FROM empathies WHERE confession_id = ? AND user_id = ?"
-                " AND EXISTS (SELECT 1 FROM confessions WHERE id = ? AND status = 'published')",
-                (confession_id, user_id, confession_id),
-            )
-        c = await self._one(self.w, confession_id)
-        return c if c is not None and c.status == PUBLISHED else None
+        def op(db: sqlite3.Connection) -> Confession | None:
+            if on:
+                db.execute(
+                    "INSERT INTO empathies (confession_id, user_id, created_at)"
+                    " SELECT id, ?, ? FROM confessions WHERE id = ? AND status = 'published'"
+                    " ON CONFLICT DO NOTHING",
+                    (user_id, now(), confession_id),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM empathies WHERE confession_id = ? AND user_id = ?"
+                    " AND EXISTS (SELECT 1 FROM confessions WHERE id = ? AND status = 'published')",
+                    (confession_id, user_id, confession_id),
+                )
+            c = _one(db, confession_id)
+            return c if c is not None and c.status == PUBLISHED else None
+        return await self.w.run(op, "set_empathy")
 
     async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]:
         if not confession_ids:
@@ -312,13 +311,14 @@ class SQLiteStorage:
 
     async def add_report(self, user_id: int, confession_id: int, reason: str | None) -> bool:
         """Record a user's report of a published confession once; False if it is not published."""
-        await self.w.execute(
-            "INSERT INTO reports (confession_id, user_id, reason, created_at)"
-            " SELECT id, ?, ?, ? FROM confessions WHERE id = ? AND status = 'published' ON CONFLICT DO NOTHING",
-            (user_id, reason, now(), confession_id))
-        rows = list(await self.w.execute_fetchall(
-            "SELECT status FROM confessions WHERE id = ?", (confession_id,)))
-        return bool(rows) and rows[0][0] == PUBLISHED
+        def op(db: sqlite3.Connection) -> bool:
+            db.execute(
+                "INSERT INTO reports (confession_id, user_id, reason, created_at)"
+                " SELECT id, ?, ?, ? FROM confessions WHERE id = ? AND status = 'published' ON CONFLICT DO NOTHING",
+                (user_id, reason, now(), confession_id))
+            row = db.execute("SELECT status FROM confessions WHERE id = ?", (confession_id,)).fetchone()
+            return bool(row) and row[0] == PUBLISHED
+        return await self.w.run(op, "add_report")
 
     async def hide_if_reported(self, confession_id: int, threshold: int) -> bool:
         cur = await self.w.execute(
@@ -331,16 +331,19 @@ class SQLiteStorage:
                          fallback_reply: str | None = None) -> Confession | None:
         """Move a confession between statuses (admin hide/restore); None if it was in none of them."""
         marks = ",".join("?" * len(from_statuses))
-        cur = await self.w.execute(
-            f"UPDATE confessions SET status = ?, published_at = coalesce(published_at, ?),"
-            f" ai_response = coalesce(ai_response, ?), ai_fallback = ai_fallback OR ai_response IS NULL"
-            f" WHERE id = ? AND status IN ({marks})",
-            (to, now(), fallback_reply, confession_id, *from_statuses))
-        if cur.rowcount != 1:
-            return None
-        if to == PUBLISHED:  # an admin decided: earlier reports no longer count toward hiding it
-            await self.w.execute("DELETE FROM reports WHERE confession_id = ?", (confession_id,))
-        return await self._one(self.w, confession_id)
+
+        def op(db: sqlite3.Connection) -> Confession | None:
+            cur = db.execute(
+                f"UPDATE confessions SET status = ?, published_at = coalesce(published_at, ?),"
+                f" ai_response = coalesce(ai_response, ?), ai_fallback = ai_fallback OR ai_response IS NULL"
+                f" WHERE id = ? AND status IN ({marks})",
+                (to, now(), fallback_reply, confession_id, *from_statuses))
+            if cur.rowcount != 1:
+                return None
+            if to == PUBLISHED:  # an admin decided: earlier reports no longer count toward hiding it
+                db.execute("DELETE FROM reports WHERE confession_id = ?", (confession_id,))
+            return _one(db, confession_id)
+        return await self.w.run(op, "set_status")
 
     async def by_status(self, status: str, limit: int, after: Cursor | None) -> list[Confession]:
         # The partial index confessions_status is usable only when its own WHERE term appears
@@ -364,15 +367,16 @@ class SQLiteStorage:
 
     async def mark_popular(self, threshold: int, badge: tuple[str, str]) -> dict[str, int]:
         """Set-based: one UPDATE for the confessions, one INSERT for their authors' badges."""
-        cur = await self.w.execute(
-            "UPDATE confessions SET is_popular = 1"
-            " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?", (threshold,))
-        popular = cur.rowcount
-        cur = await self.w.execute(
-            "INSERT INTO badges (user_id, code, name, awarded_at)"
-            " SELECT DISTINCT author_id, ?, ?, ? FROM confessions WHERE status = 'published' AND is_popular = 1"
-            " ON CONFLICT DO NOTHING", (*badge, now()))
-        return {"newly_popular": popular, "badges_awarded": cur.rowcount}
+        def op(db: sqlite3.Connection) -> dict[str, int]:
+            popular = db.execute(
+                "UPDATE confessions SET is_popular = 1"
+                " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?", (threshold,)).rowcount
+            awarded = db.execute(
+                "INSERT INTO badges (user_id, code, name, awarded_at)"
+                " SELECT DISTINCT author_id, ?, ?, ? FROM confessions WHERE status = 'published' AND is_popular = 1"
+                " ON CONFLICT DO NOTHING", (*badge, now())).rowcount
+            return {"newly_popular": popular, "badges_awarded": awarded}
+        return await self.w.run(op, "mark_popular")
 
     async def purge_sessions(self) -> int:
         cur = await self.w.execute("DELETE FROM sessions WHERE expires_at <= ?", (now(),))
@@ -380,17 +384,19 @@ class SQLiteStorage:
 
     async def claim_run(self, name: str, scheduled_for: str) -> int | None:
         """Claim one tick of a job; None if another process (or an earlier start) has it."""
-        rows = list(await self.w.execute_fetchall(
+        rows = (await self.w.execute(
             "INSERT INTO job_runs (name, scheduled_for, started_at) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING RETURNING id", (name, scheduled_for, now())))
+            " ON CONFLICT DO NOTHING RETURNING id", (name, scheduled_for, now()))).rows
         return rows[0][0] if rows else None
 
     async def finish_run(self, run_id: int, result: str | None, error: str | None) -> None:
         """Record the end of a run, and forget runs older than a week (a job every minute
         would otherwise grow the table forever)."""
-        await self.w.execute("UPDATE job_runs SET finished_at = ?, result = ?, error = ? WHERE id = ?",
-                             (now(), result, error, run_id))
-        await self.w.execute("DELETE FROM job_runs WHERE started_at < ?", (iso_after(-7 * 86400),))
+        def op(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE job_runs SET finished_at = ?, result = ?, error = ? WHERE id = ?",
+                       (now(), result, error, run_id))
+            db.execute("DELETE FROM job_runs WHERE started_at < ?", (iso_after(-7 * 86400),))
+        await self.w.run(op, "finish_run")
 
     async def last_run(self, name: str) -> dict[str, str | None] | None:
         rows = list(await self.r.execute_fetchall(

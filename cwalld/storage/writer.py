@@ -1,0 +1,179 @@
+"""The one SQLite write connection, owned by one thread, committing in groups.
+
+Why not one aiosqlite call per write: under load each write paid a thread hop, a loop wakeup
+and a commit of its own — with ``synchronous=FULL`` one fsync each — and a signed-in POST plus
+its publication are two writes. Here every write waiting when the thread comes round runs in
+one transaction (each in its own SAVEPOINT, so one failing write fails only its caller), then
+one COMMIT, one fsync, and one loop wakeup settles them all. No caller hears "done" before the
+COMMIT that holds its write: durability is what it was, the fsyncs are shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from cwalld import metrics
+
+log = structlog.get_logger("cwalld.storage")
+
+Op = Callable[[sqlite3.Connection], Any]
+MAX_GROUP = 256  # writes per transaction: bounds how long one COMMIT keeps the others waiting
+
+
+@dataclass(slots=True)
+class Done:
+    """What a write statement left: its rows (``RETURNING`` or a read) and how many rows it changed."""
+
+    rows: list[Any]
+    rowcount: int
+
+
+@dataclass(slots=True)
+class _Item:
+    op: Op
+    future: asyncio.Future[Any]
+    label: str
+    alone: bool = False  # runs outside any group: it manages its own transaction
+    outcome: Any = None
+    error: BaseException | None = None
+    ms: float = field(default=0.0)
+
+
+def _statement(sql: str, args: Iterable[Any]) -> Op:
+    def op(c: sqlite3.Connection) -> Done:
+        cur = c.execute(sql, tuple(args))
+        return Done(cur.fetchall(), cur.rowcount)
+    return op
+
+
+class Writer:
+    def __init__(self, path: str, pragmas: list[str], slow_query_ms: float = 100.0) -> None:
+        self.path, self.pragmas, self.slow_query_ms = path, pragmas, slow_query_ms
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        connected: asyncio.Future[None] = self._loop.create_future()
+        self._thread = threading.Thread(target=self._main, args=(connected,), name="sqlite-writer", daemon=True)
+        self._thread.start()
+        await connected
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    # --- what callers use ---
+
+    def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
+        """Run ``op(connection)`` atomically in the writer thread; its result once committed."""
+        assert self._loop is not None, "writer not open"
+        future = self._loop.create_future()
+        self._queue.put(_Item(op, future, label, alone))
+        return future
+
+    def execute(self, sql: str, args: Iterable[Any] = ()) -> asyncio.Future[Done]:
+        return self.run(_statement(sql, args), sql)
+
+    async def set_trace_callback(self, fn: Callable[[str], None] | None) -> None:
+        await self.run(lambda c: c.set_trace_callback(fn), alone=True)
+
+    # --- the thread ---
+
+    def _main(self, connected: asyncio.Future[None]) -> None:
+        assert self._loop is not None
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            for pragma in self.pragmas:
+                conn.execute(f"PRAGMA {pragma}")
+        except Exception as e:  # noqa: BLE001 - handed to open()'s caller
+            self._loop.call_soon_threadsafe(_settle_one, connected, None, e)
+            return
+        self._loop.call_soon_threadsafe(_settle_one, connected, None, None)
+        try:
+            while (first := self._queue.get()) is not None:
+                items = [first]
+                while len(items) < MAX_GROUP:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        self._queue.put(None)  # stop after this group
+                        break
+                    items.append(nxt)
+                self._run(conn, items)
+                self._loop.call_soon_threadsafe(self._settle, items)
+        finally:
+            conn.close()
+
+    def _run(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
+        group = [i for i in items if not i.alone]
+        for item in items:
+            if item.alone:
+                self._call(conn, item)
+        if not group:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:  # the database is locked past busy_timeout, unreadable, …
+            for item in group:
+                item.error = e
+            return
+        for item in group:
+            conn.execute("SAVEPOINT w")
+            ok = self._call(conn, item)
+            if not conn.in_transaction:  # an error (disk full, I/O) that ended the whole transaction
+                for other in group:
+                    other.outcome, other.error = None, other.error or item.error
+                return
+            conn.execute("RELEASE w" if ok else "ROLLBACK TO w")
+            if not ok:
+                conn.execute("RELEASE w")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:  # nothing of the group holds: every caller hears why
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            for item in group:
+                item.outcome, item.error = None, item.error or e
+
+    def _call(self, conn: sqlite3.Connection, item: _Item) -> bool:
+        started = time.perf_counter()
+        try:
+            item.outcome = item.op(conn)
+            return True
+        except Exception as e:  # noqa: BLE001 - the caller's error, raised where it awaits
+            item.error = e
+            return False
+        finally:
+            item.ms = (time.perf_counter() - started) * 1000
+
+    def _settle(self, items: list[_Item]) -> None:
+        """On the loop: answer every caller of a group, and log its slow statements."""
+        for item in items:
+            _settle_one(item.future, item.outcome, item.error)
+            if item.ms >= self.slow_query_ms > 0 and item.label:
+                metrics.SLOW_QUERIES.inc()
+                log.warning("slow_query", query=" ".join(item.label.split())[:300], ms=round(item.ms, 1))
+
+
+def _settle_one(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
