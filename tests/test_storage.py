@@ -1,11 +1,15 @@
-"""SQLite storage: migrations are idempotent; feed queries are index range scans, never sorts or scans."""
+"""SQLite storage: migrations are idempotent; feed queries are index range scans, never sorts or scans;
+writes committed in groups fail one by one and are durable once answered."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
-from cwalld.domain import PUBLISHED, iso_after
+import pytest
+
+from cwalld.domain import PUBLISHED, UsernameTaken, iso_after
 from cwalld.storage.sqlite import SQLiteStorage
 
 
@@ -48,4 +52,36 @@ async def test_hot_queries_use_indexes(tmp_path: Path) -> None:
         # table scan and never a sort
         assert all("USING" in r for r in rows if r.startswith("SCAN")), f"{q}\n→ {rows}"
         assert not any("TEMP B-TREE" in r for r in rows), f"{q}\n→ {rows}"
+    await s.close()
+
+
+async def test_group_commit_fails_writes_one_by_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "g.db")
+    s = SQLiteStorage(path)
+    await s.open()
+    statements: list[str] = []
+    await s.w.set_trace_callback(statements.append)
+
+    def half_done(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO users (username, password_hash, created_at) VALUES ('half', 'x', 'now')")
+        raise RuntimeError("scripted failure after a statement")
+
+    names = [f"user{i}" for i in range(40)] + ["user7"]  # one name twice
+    outcomes = await asyncio.gather(*(s.create_user(n, "x", None, False) for n in names),
+                                    s.w.run(half_done), return_exceptions=True)
+    assert sum(isinstance(o, UsernameTaken) for o in outcomes) == 1
+    assert isinstance(outcomes[-1], RuntimeError)
+    assert sum(q.startswith("COMMIT") for q in statements) < 10  # 42 writes, a few transactions
+    with sqlite3.connect(path) as db:  # what was answered is on disk; the failures left nothing
+        names_on_disk = {r[0] for r in db.execute("SELECT username FROM users")}
+    assert names_on_disk == set(names)
+    await s.close()
+
+
+async def test_writer_errors_reach_the_caller(tmp_path: Path) -> None:
+    s = SQLiteStorage(str(tmp_path / "e.db"))
+    await s.open()
+    with pytest.raises(sqlite3.OperationalError):
+        await s.w.execute("INSERT INTO no_such_table VALUES (1)")
+    assert (await s.w.execute("SELECT count(*) FROM users")).rows == [(0,)]  # the writer goes on
     await s.close()
