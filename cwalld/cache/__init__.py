@@ -83,7 +83,7 @@ class Cache:
             self._aside(str(e) or type(e).__name__)
             raise Unavailable from None
         self._slow = 0
-        if self._down:
+        if self._down and time.monotonic() >= self._aside_until:  # not a call that began before
             self._down = False
             log.info("cache_available")
         if self._lost:
