@@ -193,3 +193,14 @@ async def test_tls_rediss_url(tmp_path: Any) -> None:
         await q.stop(0)
     finally:
         server.stop()
+
+
+async def test_a_burst_beyond_the_connection_pool_waits_instead_of_failing(redis_server: Any, redis_prefix: str) -> None:
+    q = RedisQueue(FAST, redis_server.url, redis_prefix)
+    try:
+        # more commands at once than the client has connections (a viral minute's POSTs)
+        results = await asyncio.gather(*(q.enqueue(i) for i in range(1, 301)), return_exceptions=True)
+        assert [r for r in results if r is not True] == []
+        assert (await q.stats())["waiting"] == 300
+    finally:
+        await q.stop(0)

@@ -13,8 +13,10 @@ set for dedup, and XAUTOCLAIM cannot move a job back to "delayed". So:
     completed, failed  ZSET  id → finished at (bounded by age and count)
 
 Every move between states is one Lua script using the server's clock, so processes on different
-machines agree and nothing is half-moved. Each process runs one fetcher (a blocking BLMOVE on its
-own connection, taking a job only when one of its ``concurrency`` slots is free) and one
+machines agree and nothing is half-moved. Each process runs one fetcher, taking jobs only for its
+free ``concurrency`` slots: while jobs wait, one script moves as many as there are free slots to
+active with their leases (one round trip, not two a job); on an empty line it blocks in BLMOVE
+on a connection of its own. And one
 maintenance loop that promotes due retries every 0.2 s (so they fire on an idle queue) and takes
 over jobs whose lease expired (``stalled``). A job is acknowledged only after ``run_attempt``
 returned, i.e. after its effect is committed to SQLite; the handler is idempotent, so a job that
@@ -46,10 +48,22 @@ redis.call('ZREM', KEYS[4], ARGV[1])
 redis.call('LPUSH', KEYS[2], ARGV[1])
 return 1
 """
-# KEYS: lease, attempts  ARGV: id, lease_ms → attempt number
+# KEYS: lease, attempts  ARGV: id, lease_ms → attempt number (for an id BLMOVE brought)
 TAKE = _NOW + """
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+"""
+# KEYS: wait, active, lease, attempts  ARGV: n, lease_ms → {id, attempt, id, attempt, …}, up to n
+TAKE_MANY = _NOW + """
+local out = {}
+for _ = 1, tonumber(ARGV[1]) do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not id then break end
+  redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HINCRBY', KEYS[4], id, 1)
+end
+return out
 """
 # KEYS: active, lease, live, attempts, finished  ARGV: id, keep_count, keep_ms
 FINISH = _NOW + """
@@ -119,16 +133,21 @@ return n
 
 PROMOTE_EVERY = 0.2
 REAP_EVERY = 1.0
+MAX_CONNECTIONS = 64  # per client; more commands at once wait their turn
 
 
 def connect(url: str, **options: Any) -> aioredis.Redis:
     """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, password and db included.
 
     Short timeouts: Redis is transport, not truth — when it is away, callers fall back quickly.
+    A burst of more concurrent commands than ``MAX_CONNECTIONS`` waits for a connection (the
+    default pool raised "Too many connections" instead: seen as failed enqueues under load).
     """
     options.setdefault("socket_connect_timeout", 1.0)
     options.setdefault("socket_timeout", 2.0)
-    return aioredis.Redis.from_url(url, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=options["socket_timeout"], **options)
+    return aioredis.Redis.from_pool(pool)
 
 
 class Outage:
@@ -163,7 +182,7 @@ class RedisQueue:
         # BLMOVE blocks its connection: it gets a client of its own, so it never starves others.
         self._blocking = connect(url, socket_timeout=None)
         self._scripts = {name: self.r.register_script(src) for name, src in (
-            ("enqueue", ENQUEUE), ("take", TAKE), ("finish", FINISH), ("retry", RETRY), ("release", RELEASE),
+            ("enqueue", ENQUEUE), ("take", TAKE), ("take_many", TAKE_MANY), ("finish", FINISH), ("retry", RETRY), ("release", RELEASE),
             ("promote", PROMOTE), ("reap", REAP), ("clean", CLEAN), ("retry_failed", RETRY_FAILED))}
         # An attempt and then give_up may each take job_timeout; past that the consumer is dead.
         self.lease_ms = int((2 * settings.job_timeout + 1) * 1000)
@@ -204,25 +223,35 @@ class RedisQueue:
     async def _fetch(self) -> None:
         while not self._stopping:
             await self._slots.acquire()
+            held = 1
+            while not self._slots.locked():  # acquire() does not suspend while a slot is free
+                await self._slots.acquire()
+                held += 1
+            jobs: list[tuple[int, int]] = []
             try:
-                raw = await self._blocking.blmove(self.k["wait"], self.k["active"], 1, "RIGHT", "LEFT")
+                taken = await self._script("take_many", ("wait", "active", "lease", "attempts"), held, self.lease_ms)
+                jobs = [(int(taken[i]), int(taken[i + 1])) for i in range(0, len(taken), 2)]
+                if not jobs:  # an empty line: wait for the next job without polling
+                    raw = await self._blocking.blmove(self.k["wait"], self.k["active"], 1, "RIGHT", "LEFT")
+                    jobs = [(int(raw), 0)] if raw is not None else []
+                self.outage.ok()
             except (RedisError, OSError) as e:
-                self._slots.release()
                 await self.outage.failed(e)
-                continue
-            self.outage.ok()
-            if raw is None:
-                self._slots.release()
-                continue
-            task = asyncio.create_task(self._work(int(raw)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            finally:
+                for _ in range(held - len(jobs)):  # each job keeps its slot until _work ends
+                    self._slots.release()
+            for cid, attempt in jobs:
+                task = asyncio.create_task(self._work(cid, attempt))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
-    async def _work(self, cid: int) -> None:
+    async def _work(self, cid: int, attempt: int) -> None:
+        """Run one job held in active; ``attempt`` 0 means BLMOVE brought it without a lease yet."""
         assert self._handler is not None
         finished = False
         try:
-            attempt = await self._script("take", ("lease", "attempts"), cid, self.lease_ms)
+            if not attempt:
+                attempt = await self._script("take", ("lease", "attempts"), cid, self.lease_ms)
             result = await run_attempt(self._handler, self.settings, str(cid), cid, attempt)
             if result.outcome == "retry":
                 await self._script("retry", ("active", "lease", "delayed"), cid, int(result.delay * 1000))
