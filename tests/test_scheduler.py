@@ -74,7 +74,7 @@ async def test_fires_on_a_short_cron_and_survives_a_failing_run(tmp_path: Path) 
     await asyncio.sleep(3.2)
     await sched.stop()
     assert job.calls >= 3  # the catch-up run, then a tick a second; the failure stopped nothing
-    rows = list(await s.r.execute_fetchall("SELECT error, result FROM job_runs ORDER BY id"))
+    rows = list(await s.r.fetch("SELECT error, result FROM job_runs ORDER BY id"))
     assert rows[0] == ("RuntimeError: scripted failure", None)
     assert all(error is None and result for error, result in rows[1:])
     last = (await sched.describe())[0]["last_run"]
@@ -91,7 +91,7 @@ async def test_two_processes_run_each_tick_once(tmp_path: Path) -> None:
     await asyncio.sleep(3.2)
     for sc in scheds:
         await sc.stop()
-    ticks = [r[0] for r in await a.r.execute_fetchall("SELECT scheduled_for FROM job_runs")]
+    ticks = [r[0] for r in await a.r.fetch("SELECT scheduled_for FROM job_runs")]
     assert job.calls == len(ticks) == len(set(ticks)) >= 3
     await a.close()
     await b.close()

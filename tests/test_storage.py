@@ -47,7 +47,7 @@ async def test_hot_queries_use_indexes(tmp_path: Path) -> None:
     queries = [q for q in statements if q.lstrip().upper().startswith("SELECT") and "FROM confessions" in q]
     assert len(queries) >= 5
     for q in queries:
-        rows = [row[3] for row in await s.r.execute_fetchall("EXPLAIN QUERY PLAN " + q)]
+        rows = [row[3] for row in await s.r.fetch("EXPLAIN QUERY PLAN " + q)]
         # an ordered walk of an index (SCAN … USING INDEX, stopped by LIMIT) or a SEARCH; never a
         # table scan and never a sort
         assert all("USING" in r for r in rows if r.startswith("SCAN")), f"{q}\n→ {rows}"

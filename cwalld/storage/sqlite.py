@@ -1,7 +1,7 @@
 """SQLite storage: the source of truth.
 
-One writer connection, committing in groups (``storage.writer``), and one aiosqlite reader
-connection beside it (WAL lets readers run while the writer writes). Writes that must be exact
+Two connections, each owned by a thread (``storage.thread``): the writer, committing in groups,
+and a reader beside it (WAL lets readers run while the writer writes). Writes that must be exact
 are single statements — the daily limit is an ``INSERT … SELECT`` guarded by a count, empathy
 counters move by trigger — and a write of several statements runs as one atomic step in the
 writer thread, so they stay exact across coroutines and across processes sharing the file,
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import structlog
 
-from cwalld import metrics
 from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
-from cwalld.storage.writer import Writer
+from cwalld.storage.thread import SQLiteThread
 
 log = structlog.get_logger("cwalld.storage")
 
@@ -79,59 +76,27 @@ def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
     return _confession(row) if row else None
 
 
-class Timed:
-    """The aiosqlite read connection, whose statements slower than ``slow_query_ms`` are logged
-    (the seed's measureQueryTime; the writer logs its own). Only the SQL text, never its parameters."""
-
-    def __init__(self, db: aiosqlite.Connection, owner: SQLiteStorage) -> None:
-        self.db, self.owner = db, owner
-
-    async def _timed(self, sql: str, call: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return await call
-        finally:
-            ms = (time.perf_counter() - started) * 1000
-            if ms >= self.owner.slow_query_ms > 0:
-                metrics.SLOW_QUERIES.inc()
-                log.warning("slow_query", query=" ".join(sql.split())[:300], ms=round(ms, 1))
-
-    async def execute(self, sql: str, args: Any = ()) -> Any:
-        return await self._timed(sql, self.db.execute(sql, args))
-
-    async def execute_fetchall(self, sql: str, args: Any = ()) -> Any:
-        return await self._timed(sql, self.db.execute_fetchall(sql, args))
-
-    async def set_trace_callback(self, fn: Any) -> None:
-        await self.db.set_trace_callback(fn)
-
-    async def close(self) -> None:
-        await self.db.close()
-
-
 class SQLiteStorage:
     def __init__(self, path: str, synchronous: str = "FULL", slow_query_ms: float = 100.0) -> None:
         self.path = path
         self.synchronous = synchronous
         self.slow_query_ms = slow_query_ms
-        self._w: Writer | None = None
-        self._r: Timed | None = None
+        self._w: SQLiteThread | None = None
+        self._r: SQLiteThread | None = None
 
     async def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         pragmas = ["journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"]
-        self._w = Writer(self.path, pragmas, self.slow_query_ms)
+        self._w = SQLiteThread(self.path, pragmas, self.slow_query_ms, grouped=True, name="sqlite-writer")
         try:
             await self._w.open()
             await self._w.run(_migrate, alone=True)
-            db = await aiosqlite.connect(self.path, isolation_level=None)
-            for pragma in pragmas:
-                await db.execute(f"PRAGMA {pragma}")
+            self._r = SQLiteThread(self.path, pragmas, self.slow_query_ms, name="sqlite-reader")
+            await self._r.open()
         except BaseException:
             await self.close()
             raise
-        self._r = Timed(db, self)
 
     async def close(self) -> None:
         for db in (self._r, self._w):
@@ -140,17 +105,17 @@ class SQLiteStorage:
         self._r = self._w = None
 
     @property
-    def w(self) -> Writer:
+    def w(self) -> SQLiteThread:
         assert self._w is not None, "storage not open"
         return self._w
 
     @property
-    def r(self) -> Timed:
+    def r(self) -> SQLiteThread:
         assert self._r is not None, "storage not open"
         return self._r
 
     async def ping(self) -> None:
-        await self.r.execute_fetchall("SELECT 1")
+        await self.r.fetch("SELECT 1")
 
     async def secret(self, name: str) -> str:
         """A random value made once per database and shared by every process using it."""
@@ -173,15 +138,15 @@ class SQLiteStorage:
         return _user(done.rows[0])
 
     async def credentials(self, username: str) -> tuple[User, str] | None:
-        rows = list(await self.r.execute_fetchall(f"SELECT {_U}, u.password_hash FROM users u WHERE u.username = ?", (username,)))
+        rows = list(await self.r.fetch(f"SELECT {_U}, u.password_hash FROM users u WHERE u.username = ?", (username,)))
         return (await self._with_badges(rows[0]), rows[0][6]) if rows else None
 
     async def user(self, user_id: int) -> User | None:
-        rows = list(await self.r.execute_fetchall(f"SELECT {_U} FROM users u WHERE u.id = ?", (user_id,)))
+        rows = list(await self.r.fetch(f"SELECT {_U} FROM users u WHERE u.id = ?", (user_id,)))
         return await self._with_badges(rows[0]) if rows else None
 
     async def _with_badges(self, row: Any) -> User:
-        badges = await self.r.execute_fetchall(
+        badges = await self.r.fetch(
             "SELECT code, name, awarded_at FROM badges WHERE user_id = ? ORDER BY awarded_at", (row[0],)
         )
         return _user(row, [Badge(*b) for b in badges])
@@ -193,7 +158,7 @@ class SQLiteStorage:
         )
 
     async def session_user(self, token_hash: str) -> User | None:
-        rows = list(await self.r.execute_fetchall(
+        rows = list(await self.r.fetch(
             f"SELECT {_U} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
             (token_hash, now()),
         ))
@@ -217,13 +182,13 @@ class SQLiteStorage:
         return _confession((*rows[0], None, None, None)) if rows else None
 
     async def oldest_since(self, author_id: int, since: str) -> str | None:
-        rows = list(await self.r.execute_fetchall(
+        rows = list(await self.r.fetch(
             "SELECT min(created_at) FROM confessions WHERE author_id = ? AND created_at > ?", (author_id, since)
         ))
         return rows[0][0] if rows else None
 
     async def confession(self, confession_id: int) -> Confession | None:
-        rows = list(await self.r.execute_fetchall(_ONE, (confession_id,)))
+        rows = list(await self.r.fetch(_ONE, (confession_id,)))
         return _confession(rows[0]) if rows else None
 
     async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]:
@@ -235,14 +200,14 @@ class SQLiteStorage:
             where.append("(c.published_at, c.id) < (?, ?)")
             args += list(after)
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.published_at DESC, c.id DESC LIMIT ?"
-        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+        return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
     async def popular(self, limit: int) -> list[Confession]:
         sql = (
             f"SELECT {_C} {_FROM} WHERE c.status = 'published' AND c.is_popular = 1"
             " ORDER BY c.empathy_count DESC, c.id DESC LIMIT ?"
         )
-        return [_confession(r) for r in await self.r.execute_fetchall(sql, (limit,))]
+        return [_confession(r) for r in await self.r.fetch(sql, (limit,))]
 
     async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]:
         where, args = ["c.author_id = ?", "c.status != 'deleted'"], [author_id]
@@ -250,7 +215,7 @@ class SQLiteStorage:
             where.append("(c.created_at, c.id) < (?, ?)")
             args += list(after)
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
-        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+        return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
     async def delete_confession(self, confession_id: int) -> bool:
         cur = await self.w.execute(
@@ -270,7 +235,7 @@ class SQLiteStorage:
         return cur.rowcount == 1
 
     async def pending_ids(self, older_than: str | None = None) -> list[int]:
-        rows = await self.r.execute_fetchall(
+        rows = await self.r.fetch(
             "SELECT id FROM confessions WHERE status = 'pending' AND created_at < ? ORDER BY created_at",
             (older_than or "9999",),
         )
@@ -301,7 +266,7 @@ class SQLiteStorage:
         if not confession_ids:
             return set()
         marks = ",".join("?" * len(confession_ids))
-        rows = await self.r.execute_fetchall(
+        rows = await self.r.fetch(
             f"SELECT confession_id FROM empathies WHERE user_id = ? AND confession_id IN ({marks})",
             (user_id, *confession_ids),
         )
@@ -354,7 +319,7 @@ class SQLiteStorage:
             where.append("(c.created_at, c.id) < (?, ?)")
             args += list(after)
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
-        return [_confession(r) for r in await self.r.execute_fetchall(sql, (*args, limit))]
+        return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
     async def set_admin(self, username: str, on: bool) -> User | None:
         cur = await self.w.execute("UPDATE users SET is_admin = ? WHERE username = ?", (int(on), username))
@@ -399,7 +364,7 @@ class SQLiteStorage:
         await self.w.run(op, "finish_run")
 
     async def last_run(self, name: str) -> dict[str, str | None] | None:
-        rows = list(await self.r.execute_fetchall(
+        rows = list(await self.r.fetch(
             "SELECT scheduled_for, started_at, finished_at, result, error FROM job_runs WHERE name = ?"
             " ORDER BY started_at DESC LIMIT 1", (name,)))
         if not rows:
@@ -409,18 +374,18 @@ class SQLiteStorage:
     async def stats(self) -> dict[str, object]:
         by_status = {s: 0 for s in ("pending", "published", "rejected")}
         popular = 0
-        for status, n, pop in await self.r.execute_fetchall(
+        for status, n, pop in await self.r.fetch(
             "SELECT status, count(*), sum(is_popular) FROM confessions GROUP BY status"
         ):
             if status in by_status:
                 by_status[status] = n
             if status == PUBLISHED:
                 popular = pop or 0
-        empathies = list(await self.r.execute_fetchall(
+        empathies = list(await self.r.fetch(
             "SELECT count(*) FROM empathies e JOIN confessions c ON c.id = e.confession_id WHERE c.status = 'published'"
         ))[0][0]
-        users = list(await self.r.execute_fetchall("SELECT count(*) FROM users"))[0][0]
-        by_category = dict(await self.r.execute_fetchall(
+        users = list(await self.r.fetch("SELECT count(*) FROM users"))[0][0]
+        by_category = dict(await self.r.fetch(
             "SELECT category, count(*) FROM confessions WHERE status = 'published' GROUP BY category"
         ))
         return {

@@ -1,11 +1,12 @@
-"""The one SQLite write connection, owned by one thread, committing in groups.
+"""A SQLite connection owned by one thread, serving the event loop in batches.
 
-Why not one aiosqlite call per write: under load each write paid a thread hop, a loop wakeup
-and a commit of its own — with ``synchronous=FULL`` one fsync each — and a signed-in POST plus
-its publication are two writes. Here every write waiting when the thread comes round runs in
-one transaction (each in its own SAVEPOINT, so one failing write fails only its caller), then
-one COMMIT, one fsync, and one loop wakeup settles them all. No caller hears "done" before the
-COMMIT that holds its write: durability is what it was, the fsyncs are shared.
+Why not aiosqlite: under load each statement paid a thread hop and a loop wakeup of its own,
+and each write a commit of its own — with ``synchronous=FULL`` one fsync each — while a
+signed-in POST plus its publication are two writes. Here the thread takes every statement
+waiting when it comes round and one loop wakeup settles them all. On the write connection
+(``grouped``) they also run in one transaction, each in its own SAVEPOINT so one failing write
+fails only its caller, then one COMMIT, one fsync. No caller hears "done" before the COMMIT that
+holds its write: durability is what it was, the fsyncs are shared.
 """
 
 from __future__ import annotations
@@ -55,9 +56,17 @@ def _statement(sql: str, args: Iterable[Any]) -> Op:
     return op
 
 
-class Writer:
-    def __init__(self, path: str, pragmas: list[str], slow_query_ms: float = 100.0) -> None:
+def _fetch(sql: str, args: Iterable[Any]) -> Op:
+    def op(c: sqlite3.Connection) -> list[Any]:
+        return c.execute(sql, tuple(args)).fetchall()
+    return op
+
+
+class SQLiteThread:
+    def __init__(self, path: str, pragmas: list[str], slow_query_ms: float = 100.0, grouped: bool = False,
+                 name: str = "sqlite") -> None:
         self.path, self.pragmas, self.slow_query_ms = path, pragmas, slow_query_ms
+        self.grouped, self.name = grouped, name
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +74,7 @@ class Writer:
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         connected: asyncio.Future[None] = self._loop.create_future()
-        self._thread = threading.Thread(target=self._main, args=(connected,), name="sqlite-writer", daemon=True)
+        self._thread = threading.Thread(target=self._main, args=(connected,), name=self.name, daemon=True)
         self._thread.start()
         await connected
 
@@ -78,7 +87,8 @@ class Writer:
     # --- what callers use ---
 
     def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
-        """Run ``op(connection)`` atomically in the writer thread; its result once committed."""
+        """Run ``op(connection)`` in the thread; its result (once committed, when grouped).
+        ``alone``: outside any group transaction, for an op that manages its own."""
         assert self._loop is not None, "writer not open"
         future = self._loop.create_future()
         self._queue.put(_Item(op, future, label, alone))
@@ -86,6 +96,9 @@ class Writer:
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> asyncio.Future[Done]:
         return self.run(_statement(sql, args), sql)
+
+    def fetch(self, sql: str, args: Iterable[Any] = ()) -> asyncio.Future[list[Any]]:
+        return self.run(_fetch(sql, args), sql)
 
     async def set_trace_callback(self, fn: Callable[[str], None] | None) -> None:
         await self.run(lambda c: c.set_trace_callback(fn), alone=True)
@@ -120,9 +133,9 @@ class Writer:
             conn.close()
 
     def _run(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
-        group = [i for i in items if not i.alone]
+        group = [i for i in items if self.grouped and not i.alone]
         for item in items:
-            if item.alone:
+            if not (self.grouped and not item.alone):
                 self._call(conn, item)
         if not group:
             return
