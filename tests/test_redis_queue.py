@@ -11,7 +11,8 @@ import structlog
 
 from cwalld.config import Queue as QueueSettings
 from cwalld.http.keys import WALL
-from cwalld.queue.redis import RedisQueue, connect
+from cwalld.queue.redis import RedisQueue
+from cwalld.redis_client import connect
 from tests.conftest import Api, RedisServer, test_config
 from tests.test_queue_contract import Recorder, settled
 

@@ -29,13 +29,13 @@ import asyncio
 from typing import Any
 
 import backoff
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from cwalld import metrics
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import Handler, run_attempt
+from cwalld.redis_client import Coalesced, connect
 
 log = structlog.get_logger("cwalld.queue")
 
@@ -133,21 +133,6 @@ return n
 
 PROMOTE_EVERY = 0.2
 REAP_EVERY = 1.0
-MAX_CONNECTIONS = 64  # per client; more commands at once wait their turn
-
-
-def connect(url: str, **options: Any) -> aioredis.Redis:
-    """A client for ``redis://``, ``rediss://`` (TLS) or ``unix://`` URLs, password and db included.
-
-    Short timeouts: Redis is transport, not truth — when it is away, callers fall back quickly.
-    A burst of more concurrent commands than ``MAX_CONNECTIONS`` waits for a connection (the
-    default pool raised "Too many connections" instead: seen as failed enqueues under load).
-    """
-    options.setdefault("socket_connect_timeout", 1.0)
-    options.setdefault("socket_timeout", 2.0)
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=options["socket_timeout"], **options)
-    return aioredis.Redis.from_pool(pool)
 
 
 class Outage:
@@ -179,9 +164,10 @@ class RedisQueue:
         self.k = {name: p + name for name in
                   ("wait", "active", "lease", "delayed", "live", "attempts", "completed", "failed")}
         self.r = connect(url)
+        self.commands = Coalesced(self.r)
         # BLMOVE blocks its connection: it gets a client of its own, so it never starves others.
         self._blocking = connect(url, socket_timeout=None)
-        self._scripts = {name: self.r.register_script(src) for name, src in (
+        self._scripts = {name: self.commands.script(src) for name, src in (
             ("enqueue", ENQUEUE), ("take", TAKE), ("take_many", TAKE_MANY), ("finish", FINISH), ("retry", RETRY), ("release", RELEASE),
             ("promote", PROMOTE), ("reap", REAP), ("clean", CLEAN), ("retry_failed", RETRY_FAILED))}
         # An attempt and then give_up may each take job_timeout; past that the consumer is dead.
@@ -218,7 +204,7 @@ class RedisQueue:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._blocking.aclose()
-        await self.r.aclose()
+        await self.commands.aclose()
 
     async def _fetch(self) -> None:
         while not self._stopping:
