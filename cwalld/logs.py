@@ -10,9 +10,8 @@ import asyncio
 import atexit
 import logging
 import sys
+import time
 from typing import BinaryIO
-
-from datetime import UTC, datetime
 
 import orjson
 import structlog
@@ -37,7 +36,19 @@ def access(request_id: str, method: str, path: str, status: int, seconds: float)
     batcher.msg(orjson.dumps({  # type: ignore[attr-defined]
         "method": method, "path": path, "status": status, "ms": round(seconds * 1000, 1), "event": "request",
         "request_id": request_id, "level": "info",
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z")}))
+        "timestamp": _timestamp()}))
+
+
+_second: list[object] = [-1, ""]  # the last whole second formatted, and its text
+
+
+def _timestamp() -> str:
+    """``2026-11-29T21:24:54.123456Z`` (as structlog's), formatting the date once a second."""
+    now = time.time()
+    whole = int(now)
+    if whole != _second[0]:
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
 
 
 def flush() -> None:

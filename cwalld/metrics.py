@@ -6,20 +6,18 @@ daemon (queue depths, cache hits) are read at scrape time by ``DaemonCollector``
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes and friends
 
-HTTP_REQUESTS = Counter("cwalld_http_requests", "HTTP requests", ["route", "method", "status"], registry=REGISTRY)
-HTTP_SECONDS = Histogram("cwalld_http_request_duration_seconds", "HTTP request latency", ["route"], registry=REGISTRY,
-                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 JOBS = Counter("cwalld_jobs", "AI job events", ["event"], registry=REGISTRY)  # completed, failed, retried, stalled, fallback_used
 JOB_SECONDS = Histogram("cwalld_job_duration_seconds", "AI job attempt duration", ["outcome"], registry=REGISTRY,
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
@@ -31,20 +29,48 @@ LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke 
 SLOW_QUERIES = Counter("cwalld_slow_queries", "SQL statements slower than log.slow_query_ms", registry=REGISTRY)
 
 
-_request_children: dict[tuple[object, str, int], tuple[Counter, Histogram]] = {}
+class RequestMetrics:
+    """HTTP requests by route (the pattern, not the path: bounded label values) and their latency.
 
+    Why not prometheus-client's Counter and Histogram: each update takes a lock and walks the
+    labels (measured ~10 % of a cached feed request's cost). Requests are all observed on the
+    event loop's thread, so plain lists do; they become metric families only when scraped.
+    """
 
-def observe_request(resource: object | None, method: str, status: int, seconds: float) -> None:
-    """Count a request by route (the pattern, not the path: bounded label values). The labelled
-    children are looked up once per (route, method, status): labels() is not free per request."""
-    key = (resource, method, status)
-    children = _request_children.get(key)
-    if children is None:
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str, int], int] = {}
+        self.latency: dict[str, list[float]] = {}  # route → per-bucket counts, then the sum
+
+    def observe(self, resource: object | None, method: str, status: int, seconds: float) -> None:
         route = getattr(resource, "canonical", "unmatched")
-        children = (HTTP_REQUESTS.labels(route, method, status), HTTP_SECONDS.labels(route))
-        _request_children[key] = children
-    children[0].inc()
-    children[1].observe(seconds)
+        key = (route, method, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        hist = self.latency.get(route)
+        if hist is None:
+            hist = self.latency[route] = [0.0] * (len(self.BUCKETS) + 2)
+        hist[bisect_left(self.BUCKETS, seconds)] += 1  # the last bucket before the sum is +Inf
+        hist[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("cwalld_http_requests", "HTTP requests", labels=["route", "method", "status"])
+        for (route, method, status), n in list(self.counts.items()):
+            requests.add_metric([route, method, str(status)], n)
+        yield requests
+        seconds = HistogramMetricFamily("cwalld_http_request_duration_seconds", "HTTP request latency", labels=["route"])
+        for route, hist in list(self.latency.items()):
+            cumulative, running = [], 0.0
+            for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), hist[:-1]):
+                running += n
+                cumulative.append((bound, running))
+            seconds.add_metric([route], cumulative, hist[-1])
+        yield seconds
+
+
+REQUESTS = RequestMetrics()
+REGISTRY.register(REQUESTS)  # type: ignore[arg-type]
+observe_request = REQUESTS.observe
 
 
 class DaemonCollector:
