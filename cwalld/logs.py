@@ -33,10 +33,14 @@ def access(request_id: str, method: str, path: str, status: int, seconds: float)
         structlog.get_logger("cwalld.http").info("request", method=method, path=path, status=status,
                                                  ms=round(seconds * 1000, 1), request_id=request_id)
         return
-    batcher.msg(orjson.dumps({  # type: ignore[attr-defined]
-        "method": method, "path": path, "status": status, "ms": round(seconds * 1000, 1), "event": "request",
-        "request_id": request_id, "level": "info",
-        "timestamp": _timestamp()}))
+    # One bytes format: the line structlog would render, at a third of the cost of a dict through
+    # orjson. Only the path and a client-sent request id need JSON escaping (a method is a token).
+    batcher.msg(_ACCESS % (method.encode(), orjson.dumps(path), status, seconds * 1000,  # type: ignore[attr-defined]
+                           orjson.dumps(request_id), _timestamp().encode()))
+
+
+_ACCESS = (b'{"method":"%s","path":%s,"status":%d,"ms":%.1f,"event":"request","request_id":%s,'
+           b'"level":"info","timestamp":"%s"}')
 
 
 _second: list[object] = [-1, ""]  # the last whole second formatted, and its text

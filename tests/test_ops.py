@@ -205,6 +205,8 @@ async def test_log_lines_are_json_with_context_and_no_secrets(tmp_path: Path, da
         _, c = await call(s, "POST", d.url + "/api/v1/confessions", token,
                           json={"content": "Günlüklerde adım geçmemeli.", "category": "other"})
         await call(s, "POST", d.url + "/api/v1/auth/login", json={"username": "gizem", "password": "parola-12345"})
+        async with s.get(d.url + '/api/v1/no"such\\path', headers={"X-Request-ID": 'client "7"'}) as r:
+            assert r.status == 404
         await asyncio.sleep(0.6)
     assert await d.stop(signal.SIGTERM) == 0
     text = d.log.read_text()
@@ -213,6 +215,7 @@ async def test_log_lines_are_json_with_context_and_no_secrets(tmp_path: Path, da
         assert secret not in text
     access = [r for r in records if r["event"] == "request"]
     assert access and all({"request_id", "method", "path", "status", "ms", "timestamp", "level"} <= set(r) for r in access)
+    assert [(r["path"], r["status"]) for r in access if r["request_id"] == 'client "7"'] == [('/api/v1/no"such\\path', 404)]
     done = [r for r in records if r["event"] == "job_completed"]
     assert done and {"job_id", "confession_id", "attempt", "ms"} <= set(done[0])
     assert done[0]["confession_id"] == c["confession"]["id"]

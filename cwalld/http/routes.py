@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.domain import Unauthorized
@@ -102,8 +102,8 @@ async def categories(request: web.Request) -> web.Response:
 
 def send(request: web.Request, b: Body) -> web.Response:
     """Cached bytes as they are, with an ETag; 304 when the client has them already."""
-    headers = {"ETag": b.etag, "Cache-Control": "no-cache"}
-    if b.etag in request.headers.get("If-None-Match", ""):
+    headers = {hdrs.ETAG: b.etag, hdrs.CACHE_CONTROL: "no-cache"}
+    if b.etag in request.headers.get(hdrs.IF_NONE_MATCH, ""):
         return web.Response(status=304, headers=headers)
     return web.Response(body=b.data, content_type="application/json", headers=headers)
 
