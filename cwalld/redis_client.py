@@ -14,6 +14,7 @@ import hashlib
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 MAX_CONNECTIONS = 64  # per client; more commands at once wait their turn
@@ -68,6 +69,11 @@ class Coalesced:
                     results = await p.execute(raise_on_error=False)
         except Exception as e:  # noqa: BLE001 - the connection's trouble is every caller's
             results = [e] * len(batch)
+        except BaseException:  # cancelled (the loop is closing): callers hear a Redis error, not silence
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(RedisConnectionError("client closed"))
+            raise
         for (_, future), result in zip(batch, results):
             if future.done():  # its caller gave up waiting (a timeout)
                 continue

@@ -26,9 +26,9 @@ class RedisCache:
     remote = True
 
     def __init__(self, url: str, prefix: str = "cwall:") -> None:
-        # No socket timeout of its own: Cache bounds every call (SLOW), and redis-py's per-read
-        # timeout cost ~30 µs of CPU a command here.
-        self.r = Coalesced(connect(url, socket_connect_timeout=0.2, socket_timeout=None))
+        # Cache bounds every call (SLOW); the socket timeout only frees a connection from a Redis
+        # that stopped answering.
+        self.r = Coalesced(connect(url, socket_connect_timeout=0.2, socket_timeout=1.0))
         self.entry, self.gen = f"{prefix}c:", f"{prefix}g:"
         self._lookup = self.r.script(LOOKUP)
         self._hit = self.r.script(HIT)

@@ -127,7 +127,11 @@ class SQLiteThread:
                         self._queue.put(None)  # stop after this group
                         break
                     items.append(nxt)
-                self._run(conn, items)
+                try:
+                    self._run(conn, items)
+                except Exception as e:  # noqa: BLE001 - whatever broke, no caller is left waiting
+                    for item in items:
+                        item.outcome, item.error = None, item.error or e
                 self._loop.call_soon_threadsafe(self._settle, items)
         finally:
             conn.close()
@@ -140,11 +144,18 @@ class SQLiteThread:
         if not group:
             return
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:  # the database is locked past busy_timeout, unreadable, …
+            self._group(conn, group)
+        except sqlite3.Error as e:  # BEGIN, a SAVEPOINT or COMMIT failed: nothing of the group holds
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the next BEGIN tells
             for item in group:
-                item.error = e
-            return
+                item.outcome, item.error = None, item.error or e
+
+    def _group(self, conn: sqlite3.Connection, group: list[_Item]) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # waits busy_timeout for another process's write
         for item in group:
             conn.execute("SAVEPOINT w")
             ok = self._call(conn, item)
@@ -155,13 +166,7 @@ class SQLiteThread:
             conn.execute("RELEASE w" if ok else "ROLLBACK TO w")
             if not ok:
                 conn.execute("RELEASE w")
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as e:  # nothing of the group holds: every caller hears why
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for item in group:
-                item.outcome, item.error = None, item.error or e
+        conn.execute("COMMIT")
 
     def _call(self, conn: sqlite3.Connection, item: _Item) -> bool:
         started = time.perf_counter()
