@@ -261,10 +261,12 @@ def main() -> None:
             before = count_status(db, "published")
             t0 = time.perf_counter()
             post = run("signed-in POST, redis", r.url + "/", "distinct users", lua=script)
+            during = count_status(db, "published") - before
             drain(db)
             took = time.perf_counter() - t0
             done = count_status(db, "published") - before
-            figure("create → published, redis", done / took, f"{done:,} confessions in {took:.1f} s (POST {post.rps:,.0f}/s)")
+            figure("create → published, redis", done / took,
+                   f"{done:,} confessions in {took:.1f} s (POST {post.rps:,.0f}/s; {during / d:,.0f}/s published while POSTing)")
 
         from bench.queue import bare, ours
 
