@@ -8,7 +8,6 @@ import time
 
 import structlog
 from aiohttp import web
-from multidict import istr
 
 from cwalld import logs, metrics
 from cwalld.config import Config
@@ -23,14 +22,13 @@ log = structlog.get_logger("cwalld.http")
 # than uuid4 on every request.
 _PREFIX = os.urandom(6).hex()
 _SEQ = itertools.count(1)
-_X_REQUEST_ID = istr("X-Request-ID")  # case-folded once, not at every lookup
 
 
 @web.middleware
 async def context(request: web.Request, handler):  # type: ignore[no-untyped-def]
     """Give every request an id (echo a sane ``X-Request-ID``), turn what a handler raised into
     the error shape (``errors.to_response``), and log one access line."""
-    sent = request.headers.get(_X_REQUEST_ID, "")
+    sent = request.headers.get("X-Request-ID", "")
     request_id = sent if 0 < len(sent) <= 128 and sent.isprintable() else f"{_PREFIX}{next(_SEQ):08x}"
     started = time.perf_counter()
     # other lines logged while serving the request carry its id; reset, not nested: keep-alive
@@ -40,7 +38,7 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
         response = await errors.handle(request, handler)
     finally:
         structlog.contextvars.reset_contextvars(**tokens)
-    response.headers[_X_REQUEST_ID] = request_id
+    response.headers["X-Request-ID"] = request_id
     seconds = time.perf_counter() - started
     metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
     logs.access(request_id, request.method, request.path, response.status, seconds)
