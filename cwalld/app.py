@@ -13,6 +13,7 @@ import asyncio
 import gc
 import os
 import signal
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -196,14 +197,26 @@ def _get(cfg: Config, key: str) -> object:
     return getattr(getattr(cfg, section), name)
 
 
+class StartFailed(Exception):
+    """The daemon could not start (port taken, database unopenable): one line says why."""
+
+
 async def serve(config: Config) -> None:
     notify = Notifier()
     app = build(config)
     daemon = app[DAEMON]
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
-    await runner.setup()
+    try:
+        await runner.setup()
+    except (OSError, sqlite3.Error) as e:
+        await runner.cleanup()
+        raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
     site = web.TCPSite(runner, config.server.host, config.server.port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as e:
+        await runner.cleanup()
+        raise StartFailed(f"cannot listen on {config.server.host}:{config.server.port}: {e.strerror or e}") from None
     status = (f"serving on {config.server.host}:{config.server.port}, {config.queue.concurrency} consumers, "
               f"{'redis' if config.redis.url else 'embedded'} queue, AI {'on' if config.ai.api_key else 'off'}")
     log.info("serving", host=config.server.host, port=config.server.port, config=config.source,

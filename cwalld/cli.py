@@ -76,7 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         from cwalld import app, logs
 
         logs.setup(cfg.log.level, cfg.log.format)
-        run(lambda: app.serve(cfg))
+        try:
+            run(lambda: app.serve(cfg))
+        except app.StartFailed as e:
+            logs.flush()
+            print(f"cwalld: {e}", file=sys.stderr)
+            return 1
         return 0
     if command == "check":
         return run(lambda: check(cfg))

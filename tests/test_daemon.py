@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -118,3 +119,18 @@ async def test_check_pings_a_live_ai(tmp_path: Path, fake_ai: Any) -> None:
     out, _ = await proc.communicate()
     assert proc.returncode == 0 and "ai       ok" in out.decode()
     assert fake_ai.calls["models"] == 1
+
+
+def test_a_start_that_cannot_happen_says_why_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = {"CWALLD_SERVER_PORT": str(taken.getsockname()[1]), "CWALLD_STORAGE_PATH": str(tmp_path / "db"),
+               "CWALLD_SERVER_CONTROL_SOCKET": str(tmp_path / "c.sock")}
+        r = cwalld("serve", env=env)
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.startswith("cwalld: cannot listen on 127.0.0.1:") and len(r.stderr.splitlines()) == 1
+    (tmp_path / "file").write_text("not a folder")
+    r = cwalld("serve", env={**env, "CWALLD_SERVER_PORT": str(free_port()), "CWALLD_STORAGE_PATH": str(tmp_path / "file" / "db")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.startswith("cwalld: cannot open the database ") and len(r.stderr.splitlines()) == 1
