@@ -101,6 +101,7 @@ async def test_notify_ready_watchdog_reload_and_stop(tmp_path: Path, daemons: An
         assert status == 200 and not (tmp_path / "elsewhere.db").exists()  # the database did not change under it
     assert await d.stop(signal.SIGTERM) == 0
     assert "STOPPING=1" in "\n".join(notify.drain())
+    print("notify:", " → ".join(dict.fromkeys(m.replace("\n", " | ") for m in notify.drain())))  # for -s
 
 
 async def test_silent_without_notify_socket(tmp_path: Path) -> None:
