@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import structlog
 
 from cwalld.domain import PUBLISHED, UsernameTaken, iso_after
 from cwalld.storage.sqlite import SQLiteStorage
@@ -84,4 +85,20 @@ async def test_writer_errors_reach_the_caller(tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         await s.w.execute("INSERT INTO no_such_table VALUES (1)")
     assert (await s.w.execute("SELECT count(*) FROM users")).rows == [(0,)]  # the writer goes on
+    await s.close()
+
+
+async def test_a_new_slow_query_threshold_reaches_both_connections(tmp_path: Path) -> None:
+    s = SQLiteStorage(str(tmp_path / "s.db"), slow_query_ms=0)  # 0: off
+    await s.open()
+    with structlog.testing.capture_logs() as logs:
+        await s.stats()
+        await s.create_user("yavas", "x", None, False)
+        assert [e for e in logs if e["event"] == "slow_query"] == []
+        s.slow_query_ms = 0.000001  # what a reload of [log].slow_query_ms does
+        await s.stats()
+        await s.create_user("yavas2", "x", None, False)
+        await asyncio.sleep(0)
+    queries = [e["query"] for e in logs if e["event"] == "slow_query"]
+    assert any(q.startswith("SELECT") for q in queries) and any(q.startswith("INSERT INTO users") for q in queries)
     await s.close()

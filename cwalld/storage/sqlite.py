@@ -80,7 +80,7 @@ class SQLiteStorage:
     def __init__(self, path: str, synchronous: str = "FULL", slow_query_ms: float = 100.0) -> None:
         self.path = path
         self.synchronous = synchronous
-        self.slow_query_ms = slow_query_ms
+        self._slow_query_ms = slow_query_ms
         self._w: SQLiteThread | None = None
         self._r: SQLiteThread | None = None
 
@@ -88,11 +88,11 @@ class SQLiteStorage:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         pragmas = ["journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"]
-        self._w = SQLiteThread(self.path, pragmas, self.slow_query_ms, grouped=True, name="sqlite-writer")
+        self._w = SQLiteThread(self.path, pragmas, self._slow_query_ms, grouped=True, name="sqlite-writer")
         try:
             await self._w.open()
             await self._w.run(_migrate, alone=True)
-            self._r = SQLiteThread(self.path, pragmas, self.slow_query_ms, name="sqlite-reader")
+            self._r = SQLiteThread(self.path, pragmas, self._slow_query_ms, name="sqlite-reader")
             await self._r.open()
         except BaseException:
             await self.close()
@@ -103,6 +103,18 @@ class SQLiteStorage:
             if db is not None:
                 await db.close()
         self._r = self._w = None
+
+    @property
+    def slow_query_ms(self) -> float:
+        return self._slow_query_ms
+
+    @slow_query_ms.setter
+    def slow_query_ms(self, ms: float) -> None:
+        """A reload's new threshold reaches both connections' threads."""
+        self._slow_query_ms = ms
+        for db in (self._w, self._r):
+            if db is not None:
+                db.slow_query_ms = ms
 
     @property
     def w(self) -> SQLiteThread:

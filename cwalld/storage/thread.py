@@ -89,7 +89,7 @@ class SQLiteThread:
     def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
         """Run ``op(connection)`` in the thread; its result (once committed, when grouped).
         ``alone``: outside any group transaction, for an op that manages its own."""
-        assert self._loop is not None, "writer not open"
+        assert self._loop is not None, "not open"
         future = self._loop.create_future()
         self._queue.put(_Item(op, future, label, alone))
         return future
