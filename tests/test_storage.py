@@ -12,6 +12,7 @@ import structlog
 
 from cwalld.domain import PUBLISHED, UsernameTaken, iso_after
 from cwalld.storage.sqlite import SQLiteStorage
+from cwalld.storage.thread import SQLiteThread
 
 
 async def test_migrations_apply_once(tmp_path: Path) -> None:
@@ -102,3 +103,12 @@ async def test_a_new_slow_query_threshold_reaches_both_connections(tmp_path: Pat
     queries = [e["query"] for e in logs if e["event"] == "slow_query"]
     assert any(q.startswith("SELECT") for q in queries) and any(q.startswith("INSERT INTO users") for q in queries)
     await s.close()
+
+
+async def test_a_closed_connection_fails_at_once_instead_of_hanging(tmp_path: Path) -> None:
+    reader = SQLiteThread(str(tmp_path / "c.db"), [])
+    await reader.open()
+    assert await reader.fetch("SELECT 1") == [(1,)]
+    await reader.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        await reader.fetch("SELECT 1")

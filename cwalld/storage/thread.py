@@ -89,7 +89,8 @@ class SQLiteThread:
     def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
         """Run ``op(connection)`` in the thread; its result (once committed, when grouped).
         ``alone``: outside any group transaction, for an op that manages its own."""
-        assert self._loop is not None, "not open"
+        if self._thread is None or self._loop is None:  # closed (or never opened): fail, never hang
+            raise sqlite3.ProgrammingError("the database connection is closed")
         future = self._loop.create_future()
         self._queue.put(_Item(op, future, label, alone))
         return future
