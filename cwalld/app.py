@@ -10,6 +10,7 @@ and database closed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import signal
@@ -87,6 +88,10 @@ class Daemon:
 DAEMON = web.AppKey("daemon", Daemon)
 
 
+class StartFailed(Exception):
+    """The daemon could not start (port taken, database or control socket unopenable): one line says why."""
+
+
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
     storage = SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
@@ -101,26 +106,34 @@ def build(config: Config) -> web.Application:
     app[DAEMON] = daemon
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        await storage.open()
-        await wall.open()
-        await queue.start(wall)
-        try:
-            await wall.requeue_pending()
-        except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
-            log.warning("requeue_failed", error=str(e))
-        await scheduler.start()
-        operator = await control.start(control.create(wall, scheduler), config.server.control_socket)
-        watchers = [asyncio.create_task(watch_loop(), name="loop-lag"),
-                    asyncio.create_task(stats_lines(daemon), name="stats")]
-        yield
-        for task in watchers:
-            task.cancel()
-        await control.stop(operator, config.server.control_socket)
-        await scheduler.stop()
-        await queue.stop(daemon.config.queue.shutdown_grace)
-        await wall.ai.close()
-        await cache.close()
-        await storage.close()
+        # Each part's stop is stacked as it starts: a start that fails half way stops what ran.
+        async with contextlib.AsyncExitStack() as started:
+            started.push_async_callback(storage.close)
+            started.push_async_callback(cache.close)
+            started.push_async_callback(lambda: wall.ai.close())  # the client a reload may have swapped in
+            try:
+                await storage.open()
+            except (OSError, sqlite3.Error) as e:
+                raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
+            await wall.open()
+            await queue.start(wall)
+            started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))
+            try:
+                await wall.requeue_pending()
+            except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
+                log.warning("requeue_failed", error=str(e))
+            await scheduler.start()
+            started.push_async_callback(scheduler.stop)
+            try:
+                operator = await control.start(control.create(wall, scheduler), config.server.control_socket)
+            except OSError as e:
+                raise StartFailed(f"cannot open the control socket {config.server.control_socket}: {e}") from None
+            started.push_async_callback(control.stop, operator, config.server.control_socket)
+            watchers = [asyncio.create_task(watch_loop(), name="loop-lag"),
+                        asyncio.create_task(stats_lines(daemon), name="stats")]
+            yield
+            for task in watchers:
+                task.cancel()
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -197,10 +210,6 @@ def _get(cfg: Config, key: str) -> object:
     return getattr(getattr(cfg, section), name)
 
 
-class StartFailed(Exception):
-    """The daemon could not start (port taken, database unopenable): one line says why."""
-
-
 async def serve(config: Config) -> None:
     notify = Notifier()
     app = build(config)
@@ -208,9 +217,9 @@ async def serve(config: Config) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
     try:
         await runner.setup()
-    except (OSError, sqlite3.Error) as e:
+    except StartFailed:
         await runner.cleanup()
-        raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
+        raise
     site = web.TCPSite(runner, config.server.host, config.server.port)
     try:
         await site.start()

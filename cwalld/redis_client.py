@@ -2,9 +2,10 @@
 
 Why coalesce: redis-py spends ~60-100 µs of CPU on each command it sends alone (pool, packing,
 parsing, timeouts) and a signed-in POST plus its job issue six. Commands issued during one
-event-loop iteration — a hundred requests at once each wanting one — go out as one pipeline,
-~10 µs a command (measured by the bench). One command alone goes out as itself. Each caller
-still gets its own result or its own error; nothing waits for more than one loop iteration.
+event-loop iteration — a hundred requests at once each wanting one — go out as one pipeline:
+measured here 65 → 9 µs a command at 100 concurrent callers. One command alone goes out as
+itself. Each caller still gets its own result or its own error; nothing waits for more than one
+loop iteration.
 """
 
 from __future__ import annotations

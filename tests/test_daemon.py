@@ -134,3 +134,7 @@ def test_a_start_that_cannot_happen_says_why_in_one_line(tmp_path: Path) -> None
     r = cwalld("serve", env={**env, "CWALLD_SERVER_PORT": str(free_port()), "CWALLD_STORAGE_PATH": str(tmp_path / "file" / "db")})
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
     assert r.stderr.startswith("cwalld: cannot open the database ") and len(r.stderr.splitlines()) == 1
+    r = cwalld("serve", env={**env, "CWALLD_SERVER_PORT": str(free_port()),
+                             "CWALLD_SERVER_CONTROL_SOCKET": str(tmp_path / "file" / "c.sock")})
+    assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.startswith("cwalld: cannot open the control socket ") and len(r.stderr.splitlines()) == 1

@@ -16,13 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
 from cwalld.storage.thread import SQLiteThread
 
-log = structlog.get_logger("cwalld.storage")
 
 _C = (
     "c.id, c.content, c.category, c.status, c.ai_response, c.ai_fallback, c.empathy_count, c.is_popular,"
@@ -200,8 +197,7 @@ class SQLiteStorage:
         return rows[0][0] if rows else None
 
     async def confession(self, confession_id: int) -> Confession | None:
-        rows = list(await self.r.fetch(_ONE, (confession_id,)))
-        return _confession(rows[0]) if rows else None
+        return await self.r.run(lambda c: _one(c, confession_id), _ONE)
 
     async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]:
         where, args = ["c.status = 'published'"], []
