@@ -15,7 +15,7 @@ import gc
 import os
 import signal
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 
 import structlog
@@ -116,6 +116,7 @@ def build(config: Config) -> web.Application:
             except (OSError, sqlite3.Error) as e:
                 raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
             await wall.open()
+            queue.on_recovered = lambda: _background(wall.requeue_pending(), "requeue_failed")
             await queue.start(wall)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))
             try:
@@ -137,6 +138,23 @@ def build(config: Config) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+_BACKGROUND: set[asyncio.Task[object]] = set()
+
+
+def _background(work: Awaitable[object], failed_event: str) -> None:
+    """Run ``work`` on its own; a failure is a log line, never an unretrieved exception."""
+    async def run() -> object:
+        try:
+            return await work
+        except Exception as e:  # noqa: BLE001
+            log.warning(failed_event, error=str(e))
+            return None
+
+    task = asyncio.create_task(run())
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 async def watch_loop(every: float = 0.5) -> None:
@@ -194,7 +212,7 @@ async def reload(daemon: Daemon) -> None:
     daemon.config = daemon.wall.config = new
     daemon.wall.categories = {c.slug: c.name for c in new.categories}
     daemon.views.ttl = new.cache
-    daemon.queue.settings = new.queue
+    daemon.queue.reconfigure(new.queue)
     daemon.storage.slow_query_ms = new.log.slow_query_ms
     if new.ai != old.ai:
         retired, daemon.wall.ai = daemon.wall.ai, AI(new.ai)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 import structlog
@@ -29,6 +30,12 @@ class Handler(Protocol):
 
 
 class JobQueue(Protocol):
+    on_recovered: Callable[[], object] | None
+    """Called when the backend answers again after an outage (jobs may have been lost)."""
+
+    def reconfigure(self, settings: QueueSettings) -> None:
+        """A reload: new timeouts, retries and retention apply to the next job."""
+
     async def enqueue(self, confession_id: int) -> bool:
         """Queue the confession's job; False if it already has one waiting, delayed or active."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cwalld.config import Queue as QueueSettings
@@ -31,6 +32,12 @@ class LocalQueue:
         self._consumers: list[asyncio.Task[None]] = []
         self._idle: set[asyncio.Task[None]] = set()
         self._handler: Handler | None = None
+        self._stopping = False
+        self.on_recovered: Callable[[], object] | None = None  # never called: nothing here is lost
+
+    def reconfigure(self, settings: QueueSettings) -> None:
+        """A reload: timeouts, retries, backoff and retention apply to the next job."""
+        self.settings = settings
 
     async def enqueue(self, confession_id: int) -> bool:
         if confession_id in self._live:
@@ -43,11 +50,15 @@ class LocalQueue:
 
     async def start(self, handler: Handler) -> None:
         self._handler = handler
+        self._stopping = False
         self._consumers = [
             asyncio.create_task(self._consume(), name=f"consumer-{i}") for i in range(self.settings.concurrency)
         ]
 
     async def stop(self, grace: float) -> None:
+        """Stop taking jobs at once; give active ones ``grace``. Whatever is left stays pending in
+        SQLite and is queued again at the next start."""
+        self._stopping = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -64,7 +75,7 @@ class LocalQueue:
     async def _consume(self) -> None:
         me = asyncio.current_task()
         assert me is not None and self._handler is not None
-        while True:
+        while not self._stopping:
             self._idle.add(me)
             try:
                 cid = await self._ready.get()
