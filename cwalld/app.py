@@ -100,7 +100,7 @@ def build(config: Config) -> web.Application:
     cache = make_cache(config)
     wall = Wall(config, storage, queue, ai, cache)
     views = Views(wall, cache, config.cache)
-    scheduler = Scheduler(storage, make_jobs(config, wall), config.scheduler.timezone)
+    scheduler = Scheduler(storage, make_jobs(config, wall), config.scheduler.timezone, config.scheduler.claim_timeout)
     app = http.create(config, wall, views, scheduler)
     daemon = Daemon(config, storage, queue, ai, cache, wall, views, scheduler, app)
     app[DAEMON] = daemon
@@ -219,7 +219,7 @@ async def reload(daemon: Daemon) -> None:
         # jobs in flight finish on the old client; close it once they must have
         asyncio.get_running_loop().call_later(2 * new.queue.job_timeout + 1,
                                               lambda: asyncio.ensure_future(retired.close()))
-    await daemon.scheduler.reschedule(make_jobs(new, daemon.wall), new.scheduler.timezone)
+    await daemon.scheduler.reschedule(make_jobs(new, daemon.wall), new.scheduler.timezone, new.scheduler.claim_timeout)
     log.info("reloaded", config=new.source)
 
 

@@ -119,6 +119,7 @@ class Scheduler:
     recovery: str = "* * * * *"
     queue_clean: str = "15 4 * * *"
     sessions_purge: str = "45 4 * * *"
+    claim_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ def _check(cfg: Config) -> None:
     for key in ("recovery", "queue_clean", "sessions_purge"):
         expr = getattr(cfg.scheduler, key)
         need(croniter.is_valid(expr), f"scheduler.{key}", f"not a valid cron expression: {expr!r}")
+    need(cfg.scheduler.claim_timeout > 0, "scheduler.claim_timeout", "must be greater than 0")
     try:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):

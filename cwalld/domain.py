@@ -107,6 +107,13 @@ class UsernameTaken(DomainError):
     code = "username_taken"
 
 
+class StorageUnavailable(DomainError):
+    """The database cannot take this now (disk full, I/O error): try again later."""
+
+    code = "storage_unavailable"
+    retry_after = 5
+
+
 class TooMany(DomainError):
     """A limit was hit; ``retry_after`` seconds until it frees up."""
 

@@ -26,6 +26,8 @@ AI_FAILURES = Counter("cwalld_ai_failures", "AI API failures", ["kind"], registr
 AI_FALLBACKS = Counter("cwalld_ai_fallbacks", "Confessions published with a fallback reply", registry=REGISTRY)
 MODERATION_REJECTIONS = Counter("cwalld_moderation_rejections", "Confessions rejected by moderation", registry=REGISTRY)
 LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.5 s sleep", registry=REGISTRY)
+STORAGE_UNAVAILABLE = Counter("cwalld_storage_unavailable", "episodes of a database that could not take writes"
+                              " (disk full, I/O error)", registry=REGISTRY)
 SLOW_QUERIES = Counter("cwalld_slow_queries", "SQL statements slower than log.slow_query_ms", registry=REGISTRY)
 
 

@@ -5,11 +5,18 @@ under a UNIQUE constraint, in the database every process already shares. Exactly
 wins, whatever the processes, with or without Redis, and the row then records the run's start,
 end, result and error. At start each job claims its latest past tick: if no run holds it, the
 daemon was down then, and it runs once now — one catch-up, never a storm.
+
+A run is a task of its own, apart from the loop that waits for the next tick: a reload replaces
+the loops and never cancels a run (new schedules apply after it ends). A claim whose run died
+(kill -9) stays unfinished; after ``claim_timeout`` it may be claimed again, once. A run cut
+short by a stop gives its claim back at once, so the next start runs that tick. Failing to
+record a run is logged, never the end of the job's loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -40,47 +47,79 @@ def _iso(t: datetime) -> str:
     return t.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+STOP_GRACE = 5.0  # seconds a stop lets running jobs finish before cutting them short
+
+
 class Scheduler:
-    def __init__(self, storage: Storage, jobs: list[Job], timezone: str = "UTC") -> None:
+    def __init__(self, storage: Storage, jobs: list[Job], timezone: str = "UTC", claim_timeout: float = 600.0) -> None:
         self.storage = storage
         self.jobs = {j.name: j for j in jobs}
         self.tz = ZoneInfo(timezone)
-        self._tasks: list[asyncio.Task[None]] = []
+        self.claim_timeout = claim_timeout
+        self._loops: list[asyncio.Task[None]] = []
+        self._runs: dict[str, asyncio.Task[dict[str, Any] | None]] = {}  # the running tick of each job
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._loop(job), name=f"job-{job.name}") for job in self.jobs.values()]
+        self._loops = [asyncio.create_task(self._loop(job), name=f"job-{job.name}") for job in self.jobs.values()]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop the loops; give running jobs ``grace``, then cut them short (their ticks are
+        given back, so the next start runs them)."""
+        await self._stop_loops()
+        runs = list(self._runs.values())
+        if runs:
+            await asyncio.wait(runs, timeout=grace)
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+
+    async def _stop_loops(self) -> None:
+        for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
 
-    async def reschedule(self, jobs: list[Job], timezone: str) -> None:
-        """New schedules (a config reload): the loops restart; claimed ticks stay claimed."""
-        await self.stop()
+    async def reschedule(self, jobs: list[Job], timezone: str, claim_timeout: float | None = None) -> None:
+        """New schedules (a config reload): the loops restart; running jobs run on."""
+        await self._stop_loops()
         self.jobs, self.tz = {j.name: j for j in jobs}, ZoneInfo(timezone)
+        if claim_timeout is not None:
+            self.claim_timeout = claim_timeout
         await self.start()
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return bool(self._loops) and not any(t.done() for t in self._loops)
 
     def next_run(self, job: Job) -> datetime:
         return croniter(job.schedule, datetime.now(self.tz)).get_next(datetime)
 
+    def last_tick(self, job: Job) -> str:
+        return _iso(croniter(job.schedule, datetime.now(self.tz)).get_prev(datetime))
+
     async def _loop(self, job: Job) -> None:
-        missed = croniter(job.schedule, datetime.now(self.tz)).get_prev(datetime)
-        await self._tick(job, _iso(missed))  # runs only if that tick has no run yet
+        await self._tick(job, self.last_tick(job))  # runs only if that tick has no live run
         ticks = croniter(job.schedule, datetime.now(self.tz))
         while True:
             due: datetime = ticks.get_next(datetime)
             await asyncio.sleep(max(0.0, due.timestamp() - time.time()))
             await self._tick(job, _iso(due))
 
-    async def _tick(self, job: Job, scheduled_for: str) -> dict[str, Any] | None:
+    async def _tick(self, job: Job, scheduled_for: str) -> None:
+        """Claim and run one tick in a task of its own, which the loop waits for but, cancelled
+        (a reload), leaves running. One run of a job at a time: a tick that comes while the
+        previous run still runs waits for it."""
+        previous = self._runs.get(job.name)
+        if previous is not None:
+            await asyncio.shield(previous)
+        run = asyncio.create_task(self._claim_and_run(job, scheduled_for), name=f"run-{job.name}")
+        self._runs[job.name] = run
+        run.add_done_callback(lambda done: self._runs.pop(job.name, None) if self._runs.get(job.name) is done else None)
+        await asyncio.shield(run)
+
+    async def _claim_and_run(self, job: Job, scheduled_for: str) -> dict[str, Any] | None:
         try:
-            run_id = await self.storage.claim_run(job.name, scheduled_for)
+            run_id = await self.storage.claim_run(job.name, scheduled_for, self.claim_timeout)
         except Exception as e:  # noqa: BLE001 - the database is away: the next tick tries again
             log.warning("job_claim_failed", job=job.name, error=str(e))
             return None
@@ -90,23 +129,32 @@ class Scheduler:
 
     async def _run(self, job: Job, run_id: int) -> dict[str, Any]:
         started = time.perf_counter()
+        result: dict[str, Any] | None = None
+        error: str | None = None
         try:
             result = await job.run()
+        except asyncio.CancelledError:
+            log.warning("job_run_cancelled", job=job.name, ms=_ms(started))
+            with contextlib.suppress(Exception):  # give the tick back: the next start runs it
+                await asyncio.shield(self.storage.release_run(run_id))
+            raise
         except Exception as e:  # noqa: BLE001 - a failing job is recorded; the scheduler goes on
             error = f"{type(e).__name__}: {e}"[:500]
-            log.error("job_run_failed", job=job.name, error=error, ms=round((time.perf_counter() - started) * 1000, 1))
-            await self.storage.finish_run(run_id, None, error)
-            return {"error": error}
-        log.info("job_run", job=job.name, result=result, ms=round((time.perf_counter() - started) * 1000, 1))
-        await self.storage.finish_run(run_id, orjson.dumps(result).decode(), None)
-        return result
+            log.error("job_run_failed", job=job.name, error=error, ms=_ms(started))
+        else:
+            log.info("job_run", job=job.name, result=result, ms=_ms(started))
+        try:
+            await self.storage.finish_run(run_id, orjson.dumps(result).decode() if result is not None else None, error)
+        except Exception as e:  # noqa: BLE001 - the run happened; failing to record it ends nothing
+            log.error("job_record_failed", job=job.name, error=str(e))
+        return result if result is not None else {"error": error}
 
     async def run_now(self, name: str) -> dict[str, Any]:
         """An operator's run, outside the schedule (recorded like any other)."""
         job = self.jobs.get(name)
         if job is None:
             raise NotFound(f"no job {name!r}; jobs: {', '.join(self.jobs)}")
-        run_id = await self.storage.claim_run(name, f"manual {_iso(datetime.now(self.tz))}")
+        run_id = await self.storage.claim_run(name, f"manual {_iso(datetime.now(self.tz))}", self.claim_timeout)
         assert run_id is not None
         return await self._run(job, run_id)
 
@@ -120,3 +168,7 @@ class Scheduler:
             out.append({"name": job.name, "schedule": job.schedule,
                         "next_run": _iso(self.next_run(job)), "last_run": last})
         return out
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -8,10 +8,15 @@ Backends (``cache.local`` in-process LRU, ``cache.redis`` shared) store bytes an
   from old data is stored under the old generation, where nobody looks any more — so the next
   read after a write is fresh (read-your-writes) without KEYS, SCAN or delete races.
 - **Fail-open.** A backend error, or ``SLOW_STREAK`` calls in a row slower than ``SLOW``, puts
-  the cache aside for ``PAUSE`` seconds (a single slow call is just done without); reads go to SQLite. Logged once per outage. If an invalidation failed
-  meanwhile (it may or may not have landed), the first success after the outage bumps
-  ``global``: nothing cached before it is served again.
-- **Single flight.** Concurrent reads of one page share one lookup and, on a miss, one fill.
+  the cache aside for ``PAUSE`` seconds (a single slow call is just done without); reads go to
+  SQLite. Logged once per outage. If an invalidation failed meanwhile (it may or may not have
+  landed), the first call after the outage bumps ``global`` before it reads anything: nothing
+  cached before is served again.
+- **Single flight.** Concurrent misses of one entry share one fill. The flight is keyed by the
+  entry's full key — generations folded in, as read from the backend — so a read that begins
+  after a bump anywhere (this process or another) never joins a flight that began before it. The
+  fill runs in a task of its own: a reader that goes away cancels only its own wait. With the
+  cache off or away there is no flight: every read queries, so nothing can be served stale.
 - Hit and miss counts per kind, for metrics.
 """
 
@@ -56,8 +61,7 @@ class Cache:
         self.backend = backend if enabled else None
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
-        self._inflight: dict[tuple[int, str], asyncio.Future[bytes]] = {}
-        self._epoch = 0  # bumps made by this process
+        self._inflight: dict[str, asyncio.Task[bytes]] = {}
         self._aside_until = 0.0
         self._down = False
         self._lost = False  # an invalidation failed while the cache was away
@@ -66,12 +70,12 @@ class Cache:
     async def _call(self, op: Callable[[CacheBackend], Awaitable[T]]) -> T:
         if self.backend is None or time.monotonic() < self._aside_until:
             raise Unavailable
+        backend = self.backend
         try:
-            if self.backend.remote:
-                async with asyncio.timeout(SLOW):
-                    result = await op(self.backend)
-            else:  # in-process: cannot be slow or away
-                result = await op(self.backend)
+            if self._lost:  # catch up before anything is read: nothing cached before may be served
+                await self._bounded(backend.bump(["global"]), backend.remote)
+                self._lost = False
+            result = await self._bounded(op(backend), backend.remote)
         except TimeoutError:
             # One slow call may be our own busy loop, not Redis: do without the cache for this
             # call; only SLOW_STREAK in a row put it aside.
@@ -86,10 +90,14 @@ class Cache:
         if self._down and time.monotonic() >= self._aside_until:  # not a call that began before
             self._down = False
             log.info("cache_available")
-        if self._lost:
-            self._lost = False
-            await self.bump("global")
         return result
+
+    @staticmethod
+    async def _bounded(call: Awaitable[T], remote: bool) -> T:
+        if not remote:  # in-process: cannot be slow or away
+            return await call
+        async with asyncio.timeout(SLOW):
+            return await call
 
     def _aside(self, why: str) -> None:
         self._aside_until = time.monotonic() + PAUSE
@@ -99,34 +107,8 @@ class Cache:
 
     async def page(self, kind: str, gens: list[str], base: str, ttl: float,
                    fill: Callable[[], Awaitable[bytes]]) -> bytes:
-        """The cached bytes for ``base`` under ``gens``, filled on a miss. Concurrent calls for
-        one page share one lookup and one fill; a bump from this process starts a new flight,
-        so a read that follows a write never joins a flight that began before it."""
-        if self.backend is not None and not self.backend.remote:  # in-process: a hit costs no flight
-            _, value = await self.backend.lookup(["global", *gens], base)
-            if value is not None:
-                self.hits[kind] += 1
-                return value
-        flight = (self._epoch, base)
-        running = self._inflight.get(flight)
-        if running is not None:
-            self.hits[kind] += 1
-            return await asyncio.shield(running)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._inflight[flight] = future
-        try:
-            value = await self._load(kind, gens, base, ttl, fill)
-            future.set_result(value)
-            return value
-        except BaseException as e:
-            future.set_exception(e)
-            future.exception()  # marked retrieved: the waiters get it, nobody else must
-            raise
-        finally:
-            del self._inflight[flight]
-
-    async def _load(self, kind: str, gens: list[str], base: str, ttl: float,
-                    fill: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The cached bytes for ``base`` under ``gens``, filled on a miss; concurrent misses of
+        the same entry (same generations) share one fill."""
         try:
             key, value = await self._call(lambda b: b.lookup(["global", *gens], base))
         except Unavailable:
@@ -135,7 +117,22 @@ class Cache:
         if value is not None:
             self.hits[kind] += 1
             return value
-        self.misses[kind] += 1
+        flight = self._inflight.get(key)
+        if flight is not None:
+            self.hits[kind] += 1
+        else:
+            self.misses[kind] += 1
+            flight = asyncio.ensure_future(self._fill(key, ttl, fill))
+            self._inflight[key] = flight
+            flight.add_done_callback(lambda done: self._landed(key, done))
+        return await asyncio.shield(flight)  # a reader that goes away cancels only its own wait
+
+    def _landed(self, key: str, flight: asyncio.Task[bytes]) -> None:
+        del self._inflight[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved: its readers got it; with none left, nobody must
+
+    async def _fill(self, key: str, ttl: float, fill: Callable[[], Awaitable[bytes]]) -> bytes:
         value = await fill()
         try:
             await self._call(lambda b: b.store(key, value, ttl))
@@ -144,7 +141,6 @@ class Cache:
         return value
 
     async def bump(self, *gens: str) -> None:
-        self._epoch += 1
         try:
             await self._call(lambda b: b.bump(list(gens)))
         except Unavailable:

@@ -10,7 +10,9 @@ import orjson
 import structlog
 from aiohttp import web
 
-from cwalld.domain import DomainError, Forbidden, Invalid, NotFound, TooMany, Unauthorized, UsernameTaken
+from cwalld.domain import (
+    DomainError, Forbidden, Invalid, NotFound, StorageUnavailable, TooMany, Unauthorized, UsernameTaken,
+)
 
 log = structlog.get_logger("cwalld.http")
 
@@ -28,7 +30,8 @@ CODES = {
     500: "internal",
     503: "unavailable",
 }
-STATUS = {Invalid: 422, NotFound: 404, Forbidden: 403, Unauthorized: 401, UsernameTaken: 409, TooMany: 429}
+STATUS = {Invalid: 422, NotFound: 404, Forbidden: 403, Unauthorized: 401, UsernameTaken: 409, TooMany: 429,
+          StorageUnavailable: 503}
 
 
 class ApiError(Exception):
@@ -67,7 +70,7 @@ def to_response(request: web.Request, exc: Exception) -> web.Response:
         extra: dict[str, object] = {}
         if isinstance(exc, Invalid):
             extra["fields"] = exc.fields
-        if isinstance(exc, TooMany):
+        if isinstance(exc, (TooMany, StorageUnavailable)):
             extra["retry_after"] = exc.retry_after
         return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, **extra)
     if isinstance(exc, ApiError):

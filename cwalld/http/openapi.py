@@ -27,13 +27,14 @@ _ERRORS = {
     "400": "invalid_json", "401": "unauthorized", "403": "forbidden", "404": "not_found",
     "409": "username_taken", "413": "payload_too_large", "415": "unsupported_media_type",
     "422": "validation_error", "429": "daily_limit or rate_limited (see Retry-After)",
+    "503": "storage_unavailable: the database cannot take writes now, e.g. a full disk (see Retry-After)",
 }
 
 
 def _op(summary: str, ok: dict[str, Any], errors: str = "", *, auth: str = "none",
         body: dict[str, Any] | None = None, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     responses = dict(ok)
-    for status in errors.split():
+    for status in [*errors.split(), "503"]:  # any operation may meet a database that cannot write
         responses[status] = {"$ref": f"#/components/responses/E{status}"}
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if auth == "required":
@@ -192,7 +193,7 @@ def document() -> dict[str, Any]:
                     "empathies": {"type": "integer"}, "users": {"type": "integer"},
                     "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
                 }),
-                "Readiness": _obj({"db": {"enum": ["ok", "down"]}, "redis": {"enum": ["ok", "down", "disabled"]},
+                "Readiness": _obj({"db": {"enum": ["ok", "down", "full", "error", "busy"]}, "redis": {"enum": ["ok", "down", "disabled"]},
                                    "consumers": {"type": "integer"}, "scheduler": {"enum": ["ok", "stopped"]}}),
                 "Job": _obj({
                     "name": {"type": "string"}, "schedule": {"type": "string"}, "next_run": ts,

@@ -65,6 +65,7 @@ async def readyz(request: web.Request) -> web.Response:
     try:
         async with asyncio.timeout(2):
             await wall.storage.ping()
+        state["db"] = wall.storage.health  # reads may work while writes fail (a full disk)
     except Exception:  # noqa: BLE001
         state["db"] = "down"
     if wall.config.redis.url:

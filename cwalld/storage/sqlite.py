@@ -114,6 +114,15 @@ class SQLiteStorage:
                 db.slow_query_ms = ms
 
     @property
+    def health(self) -> str:
+        """``ok``, or why writes fail now (``full``, ``error``, ``busy``); ``ok`` again after a
+        write succeeds."""
+        for db in (self._w, self._r):
+            if db is not None and db.health != "ok":
+                return db.health
+        return "ok"
+
+    @property
     def w(self) -> SQLiteThread:
         assert self._w is not None, "storage not open"
         return self._w
@@ -355,12 +364,19 @@ class SQLiteStorage:
         cur = await self.w.execute("DELETE FROM sessions WHERE expires_at <= ?", (now(),))
         return cur.rowcount
 
-    async def claim_run(self, name: str, scheduled_for: str) -> int | None:
-        """Claim one tick of a job; None if another process (or an earlier start) has it."""
+    async def claim_run(self, name: str, scheduled_for: str, claim_timeout: float) -> int | None:
+        """Claim one tick of a job; None if another process (or an earlier start) has it — unless
+        that claim never finished and is older than ``claim_timeout`` seconds (its run died)."""
         rows = (await self.w.execute(
             "INSERT INTO job_runs (name, scheduled_for, started_at) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING RETURNING id", (name, scheduled_for, now()))).rows
+            " ON CONFLICT (name, scheduled_for) DO UPDATE SET started_at = excluded.started_at, error = NULL"
+            " WHERE job_runs.finished_at IS NULL AND job_runs.started_at < ?"
+            " RETURNING id", (name, scheduled_for, now(), iso_after(-claim_timeout)))).rows
         return rows[0][0] if rows else None
+
+    async def release_run(self, run_id: int) -> None:
+        """Give back the claim of a run cut short, so its tick can run again at once."""
+        await self.w.execute("DELETE FROM job_runs WHERE id = ? AND finished_at IS NULL", (run_id,))
 
     async def finish_run(self, run_id: int, result: str | None, error: str | None) -> None:
         """Record the end of a run, and forget runs older than a week (a job every minute

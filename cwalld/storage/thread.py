@@ -7,6 +7,10 @@ waiting when it comes round and one loop wakeup settles them all. On the write c
 (``grouped``) they also run in one transaction, each in its own SAVEPOINT so one failing write
 fails only its caller, then one COMMIT, one fsync. No caller hears "done" before the COMMIT that
 holds its write: durability is what it was, the fsyncs are shared.
+
+A full disk or an I/O error is not a bug of the caller's: it reaches callers as
+``StorageUnavailable`` (a 503 with Retry-After at the edge), and the thread's ``health`` says
+``full`` or ``error`` until a write succeeds again — logged once per episode each way.
 """
 
 from __future__ import annotations
@@ -23,11 +27,21 @@ from typing import Any
 import structlog
 
 from cwalld import metrics
+from cwalld.domain import StorageUnavailable
 
 log = structlog.get_logger("cwalld.storage")
 
 Op = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256  # writes per transaction: bounds how long one COMMIT keeps the others waiting
+# SQLite's primary result codes that mean "the storage cannot take this now", not "your request
+# is wrong": disk full, I/O error, cannot open, read-only, locked past busy_timeout.
+_UNAVAILABLE = {13: "full", 10: "error", 14: "error", 8: "error", 5: "busy", 6: "busy"}
+
+
+def unavailable(error: BaseException) -> str | None:
+    """``full``, ``error`` or ``busy`` for an error that means the storage is unavailable."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return _UNAVAILABLE.get(code & 0xFF) if isinstance(error, sqlite3.Error) and code is not None else None
 
 
 @dataclass(slots=True)
@@ -70,17 +84,26 @@ class SQLiteThread:
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Taken to put work and to put the stop marker: nothing is ever queued behind the marker,
+        # so every call made during or after close() fails at once instead of waiting for ever.
+        self._gate = threading.Lock()
+        self._accepting = False
+        self.health = "ok"  # ok | full | error | busy: what the last write (or failure) said
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         connected: asyncio.Future[None] = self._loop.create_future()
         self._thread = threading.Thread(target=self._main, args=(connected,), name=self.name, daemon=True)
+        self._accepting = True
         self._thread.start()
         await connected
 
     async def close(self) -> None:
         if self._thread is not None:
-            self._queue.put(None)
+            with self._gate:
+                if self._accepting:
+                    self._accepting = False
+                    self._queue.put(None)
             await asyncio.to_thread(self._thread.join)
             self._thread = None
 
@@ -89,10 +112,13 @@ class SQLiteThread:
     def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
         """Run ``op(connection)`` in the thread; its result (once committed, when grouped).
         ``alone``: outside any group transaction, for an op that manages its own."""
-        if self._thread is None or self._loop is None:  # closed (or never opened): fail, never hang
+        if self._loop is None:
             raise sqlite3.ProgrammingError("the database connection is closed")
         future = self._loop.create_future()
-        self._queue.put(_Item(op, future, label, alone))
+        with self._gate:
+            if not self._accepting:  # closing, closed or never opened: fail, never hang
+                raise sqlite3.ProgrammingError("the database connection is closed")
+            self._queue.put(_Item(op, future, label, alone))
         return future
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> asyncio.Future[Done]:
@@ -113,6 +139,9 @@ class SQLiteThread:
             for pragma in self.pragmas:
                 conn.execute(f"PRAGMA {pragma}")
         except Exception as e:  # noqa: BLE001 - handed to open()'s caller
+            with self._gate:
+                self._accepting = False
+            self._fail_waiting(e)
             self._loop.call_soon_threadsafe(_settle_one, connected, None, e)
             return
         self._loop.call_soon_threadsafe(_settle_one, connected, None, None)
@@ -136,6 +165,20 @@ class SQLiteThread:
                 self._loop.call_soon_threadsafe(self._settle, items)
         finally:
             conn.close()
+
+    def _fail_waiting(self, error: BaseException) -> None:
+        items: list[_Item] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item.error = error
+                items.append(item)
+        if items:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._settle, items)
 
     def _run(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
         group = [i for i in items if self.grouped and not i.alone]
@@ -181,12 +224,27 @@ class SQLiteThread:
             item.ms = (time.perf_counter() - started) * 1000
 
     def _settle(self, items: list[_Item]) -> None:
-        """On the loop: answer every caller of a group, and log its slow statements."""
+        """On the loop: answer every caller of a group, log its slow statements, and keep
+        ``health`` (a write that succeeded means the storage is back)."""
         for item in items:
+            kind = unavailable(item.error) if item.error is not None else None
+            if kind is not None:
+                self._unhealthy(kind, item.error)  # type: ignore[arg-type]
+                item.error = StorageUnavailable(f"the database cannot take this now ({kind})")
+            elif self.grouped and item.error is None and self.health != "ok":
+                self.health = "ok"
+                log.info("storage_available", connection=self.name)
             _settle_one(item.future, item.outcome, item.error)
             if item.ms >= self.slow_query_ms > 0 and item.label:
                 metrics.SLOW_QUERIES.inc()
                 log.warning("slow_query", query=" ".join(item.label.split())[:300], ms=round(item.ms, 1))
+
+
+    def _unhealthy(self, kind: str, error: BaseException) -> None:
+        if self.health == "ok":
+            log.warning("storage_unavailable", connection=self.name, kind=kind, error=str(error))
+            metrics.STORAGE_UNAVAILABLE.inc()
+        self.health = kind
 
 
 def _settle_one(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
