@@ -147,7 +147,7 @@ def deep_cursor(db: str, depth: int) -> str:
     """The cursor a client holds after paging ``depth`` items into the feed."""
     import sqlite3
 
-    from cwalld.service import encode_cursor
+    from cwalld.confessions import encode_cursor
 
     with sqlite3.connect(db) as conn:
         published_at, ident = conn.execute(

@@ -8,7 +8,7 @@ which can spread them over time and across processes. Failures surface as ``AIEr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cwalld import metrics
 from cwalld.config import AI as AISettings
@@ -52,6 +52,23 @@ class AIError(Exception):
 class Verdict:
     rejected: str | None = None  # the reason, when the confession must not be published
     crisis: bool = False
+
+
+class AIPort(Protocol):
+    """What the AI job needs of a model; ``AI`` below is the OpenAI-compatible adapter."""
+
+    @property
+    def enabled(self) -> bool: ...
+    async def moderate(self, text: str) -> Verdict: ...
+    async def reply(self, text: str) -> str: ...
+    def fallback(self, seed: int) -> str: ...
+    def with_crisis(self, reply: str) -> str: ...
+
+
+def fallback_reply(settings: AISettings, seed: int) -> str:
+    """A built-in (or configured) reply for when the model cannot answer; the same for a seed."""
+    replies = settings.fallback_replies or FALLBACKS.get(settings.language, FALLBACKS["en"])
+    return replies[seed % len(replies)]
 
 
 class AI:
@@ -111,8 +128,7 @@ class AI:
         return shorten(content, self.settings.max_reply_chars)
 
     def fallback(self, seed: int) -> str:
-        replies = self.settings.fallback_replies or FALLBACKS.get(self.settings.language, FALLBACKS["en"])
-        return replies[seed % len(replies)]
+        return fallback_reply(self.settings, seed)
 
     def with_crisis(self, reply: str) -> str:
         return f"{reply}\n\n{self.settings.crisis_message}"

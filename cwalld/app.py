@@ -30,10 +30,9 @@ from cwalld.config import Config, ConfigError
 from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
-from cwalld.scheduler import Job, Scheduler
-from cwalld.service import Wall
+from cwalld.scheduler import Scheduler
 from cwalld.storage.sqlite import SQLiteStorage
-from cwalld.views import Views
+from cwalld.wall import Wall
 
 log = structlog.get_logger("cwalld")
 
@@ -46,18 +45,6 @@ def make_queue(config: Config) -> JobQueue:
 
         return RedisQueue(config.queue, config.redis.url, config.redis.prefix)
     return LocalQueue(config.queue)
-
-
-def make_jobs(config: Config, wall: Wall) -> list[Job]:
-    """The recovery job is how the queue catches up with SQLite, the truth: it queues again
-    every confession pending past the grace with no live job (a lost enqueue, a flushed Redis)."""
-    s = config.scheduler
-    return [
-        Job("popular", config.popular.schedule, wall.popular_job),
-        Job("recovery", s.recovery, wall.recovery_job),
-        Job("queue_clean", s.queue_clean, wall.queue_clean_job),
-        Job("sessions_purge", s.sessions_purge, wall.sessions_purge_job),
-    ]
 
 
 def make_cache(config: Config) -> Cache:
@@ -80,7 +67,6 @@ class Daemon:
     ai: AI
     cache: Cache
     wall: Wall
-    views: Views
     scheduler: Scheduler
     app: web.Application
 
@@ -98,11 +84,10 @@ def build(config: Config) -> web.Application:
     queue = make_queue(config)
     ai = AI(config.ai)
     cache = make_cache(config)
-    wall = Wall(config, storage, queue, ai, cache)
-    views = Views(wall, cache, config.cache)
-    scheduler = Scheduler(storage, make_jobs(config, wall), config.scheduler.timezone, config.scheduler.claim_timeout)
-    app = http.create(config, wall, views, scheduler)
-    daemon = Daemon(config, storage, queue, ai, cache, wall, views, scheduler, app)
+    wall = Wall.build(config, storage, queue, ai, cache)
+    scheduler = Scheduler(storage, wall.jobs.schedule(), config.scheduler.timezone, config.scheduler.claim_timeout)
+    app = http.create(config, wall, scheduler)
+    daemon = Daemon(config, storage, queue, ai, cache, wall, scheduler, app)
     app[DAEMON] = daemon
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
@@ -110,17 +95,16 @@ def build(config: Config) -> web.Application:
         async with contextlib.AsyncExitStack() as started:
             started.push_async_callback(storage.close)
             started.push_async_callback(cache.close)
-            started.push_async_callback(lambda: wall.ai.close())  # the client a reload may have swapped in
+            started.push_async_callback(lambda: daemon.ai.close())  # the client a reload may have swapped in
             try:
                 await storage.open()
             except (OSError, sqlite3.Error) as e:
                 raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
-            await wall.open()
-            queue.on_recovered = lambda: _background(wall.requeue_pending(), "requeue_failed")
-            await queue.start(wall)
+            queue.on_recovered = lambda: _background(wall.jobs.requeue_pending(), "requeue_failed")
+            await queue.start(wall.replies)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))
             try:
-                await wall.requeue_pending()
+                await wall.jobs.requeue_pending()
             except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
                 log.warning("requeue_failed", error=str(e))
             await scheduler.start()
@@ -209,17 +193,17 @@ async def reload(daemon: Daemon) -> None:
             kept.setdefault(section, {})[name] = _get(old, key)
         new = configmod.replace(new, **kept)
     logs.setup(new.log.level, new.log.format)
-    daemon.config = daemon.wall.config = new
-    daemon.wall.categories = {c.slug: c.name for c in new.categories}
-    daemon.views.ttl = new.cache
+    daemon.config = new
+    daemon.wall.reconfigure(new)
     daemon.queue.reconfigure(new.queue)
     daemon.storage.slow_query_ms = new.log.slow_query_ms
     if new.ai != old.ai:
-        retired, daemon.wall.ai = daemon.wall.ai, AI(new.ai)
+        retired = daemon.ai
+        daemon.ai = daemon.wall.replies.ai = AI(new.ai)
         # jobs in flight finish on the old client; close it once they must have
         asyncio.get_running_loop().call_later(2 * new.queue.job_timeout + 1,
                                               lambda: asyncio.ensure_future(retired.close()))
-    await daemon.scheduler.reschedule(make_jobs(new, daemon.wall), new.scheduler.timezone, new.scheduler.claim_timeout)
+    await daemon.scheduler.reschedule(daemon.wall.jobs.schedule(), new.scheduler.timezone, new.scheduler.claim_timeout)
     log.info("reloaded", config=new.source)
 
 

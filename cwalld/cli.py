@@ -149,7 +149,7 @@ async def check(cfg: Config) -> int:
 
 async def user_create(cfg: Config, username: str, password: str, admin: bool) -> int:
     from cwalld.domain import DomainError
-    from cwalld.service import create_user
+    from cwalld.accounts import create_user
     from cwalld.storage.sqlite import SQLiteStorage
 
     storage = SQLiteStorage(cfg.storage.path)

@@ -98,7 +98,6 @@ class Cache:
     popular_ttl: float = 3600.0
     stats_ttl: float = 3600.0
     ai_response_ttl: float = 604800.0
-    user_confessions_ttl: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -329,7 +328,7 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.limits.content_min <= cfg.limits.content_max, "limits.content_min",
          "must be at least 1 and not above limits.content_max")
     need(cfg.cache.max_entries >= 1, "cache.max_entries", "must be at least 1")
-    for key in ("feed_ttl", "popular_ttl", "stats_ttl", "ai_response_ttl", "user_confessions_ttl"):
+    for key in ("feed_ttl", "popular_ttl", "stats_ttl", "ai_response_ttl"):
         need(getattr(cfg.cache, key) > 0, f"cache.{key}", "must be greater than 0")
     need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")
     need(cfg.auth.login_attempts_per_minute >= 1, "auth.login_attempts_per_minute", "must be at least 1")

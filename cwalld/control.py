@@ -17,7 +17,7 @@ from aiohttp import web
 from cwalld.http import admin, errors
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.scheduler import Scheduler
-from cwalld.service import Wall
+from cwalld.wall import Wall
 
 log = structlog.get_logger("cwalld.control")
 

@@ -1,8 +1,13 @@
 """The read side: confessions, users and lists as JSON bytes, cached where they are shared.
 
-Commands go through ``service.Wall``; reads that dominate a wall (feeds, popular, stats, own
-list) come from here as ready-to-send bytes. A cached entry holds the view that every reader
-shares — never ``empathized``, which is overlaid per caller, and never an anonymous author.
+Commands go through the use cases (``confessions``, ``accounts``, …); reads that dominate a wall
+(feeds, popular, stats) come from here as ready-to-send bytes. A cached entry holds the view
+that every reader shares — never ``empathized``, which is overlaid per caller, and never an
+anonymous author. An author's own list is not cached: it would tie the author to their
+anonymous confessions in a shared store (and it is one indexed query).
+
+``INVALIDATES`` is THE table of what each domain event makes stale: the one place to look, and
+to change, when a view shows something new.
 """
 
 from __future__ import annotations
@@ -15,8 +20,30 @@ import orjson
 
 from cwalld.cache import Cache
 from cwalld.config import Cache as CacheSettings
-from cwalld.domain import Confession, User
-from cwalld.service import Page, Wall
+from cwalld.confessions import Confessions, Page
+from cwalld.domain import Confession, Invalid, User
+from cwalld.events import KINDS, Event, Kind
+
+# What each event makes stale. "feed" is the feed of all categories and the event's own
+# category; "feeds" is every feed (a change across categories); "popular" and "stats" are
+# themselves. Own lists and /me are not cached, so they are fresh by construction.
+INVALIDATES: dict[Kind, tuple[str, ...]] = {
+    "confession_created": ("stats",),  # total, pending
+    "confession_published": ("feed", "popular", "stats"),
+    "confession_rejected": ("stats",),
+    "confession_hidden": ("feed", "popular", "stats"),
+    "confession_restored": ("feed", "popular", "stats"),
+    "confession_deleted": ("feed", "popular", "stats"),
+    "empathy_added": ("feed", "popular", "stats"),
+    "empathy_removed": ("feed", "popular", "stats"),
+    "reported": (),  # report counts are not shown; a hide is its own event
+    "marked_popular": ("feeds", "popular", "stats"),  # is_popular in every feed, the list, the count
+    "user_registered": ("stats",),  # users
+    "badge_awarded": (),  # badges show only on /me
+    "admin_granted": (),
+    "admin_revoked": (),
+}
+assert set(INVALIDATES) == set(KINDS), "every event says what it makes stale"
 
 
 def confession_json(c: Confession, empathized: bool, viewer: User | None) -> dict[str, Any]:
@@ -76,12 +103,48 @@ def _unpack(entry: bytes) -> tuple[str, bytes, bytes]:
 
 
 class Views:
-    def __init__(self, wall: Wall, cache: Cache, settings: CacheSettings) -> None:
-        self.wall, self.cache, self.ttl = wall, cache, settings
+    def __init__(self, confessions: Confessions, cache: Cache, settings: CacheSettings) -> None:
+        self.confessions, self.cache, self.ttl = confessions, cache, settings
+
+    def reconfigure(self, settings: CacheSettings) -> None:
+        self.ttl = settings
+
+    def generations(self, event: Event) -> list[str]:
+        """The generation counters ``event`` bumps, from ``INVALIDATES``."""
+        gens: list[str] = []
+        for view in INVALIDATES[event.kind]:
+            if view == "feed":
+                gens += ["feed:all"] + ([f"feed:{event.category}"] if event.category else [])
+            elif view == "feeds":
+                gens += self._feeds()
+            else:
+                gens.append(view)
+        return gens
+
+    def _feeds(self) -> list[str]:
+        return ["feed:all", *(f"feed:{slug}" for slug in self.confessions.categories)]
+
+    async def follow(self, event: Event) -> None:
+        """An ``Events`` listener: bump what the event made stale."""
+        gens = self.generations(event)
+        if gens:
+            await self.cache.bump(*gens)
+
+    async def clear(self, scope: object) -> str:
+        """An operator's cache clear: ``feed``, ``popular``, ``stats`` or ``all``."""
+        if scope == "all":
+            await self.cache.bump("global")
+        elif scope == "feed":
+            await self.cache.bump(*self._feeds())
+        elif scope in ("popular", "stats"):
+            await self.cache.bump(scope)  # type: ignore[arg-type]
+        else:
+            raise Invalid({"scope": "one of feed, popular, stats, all"})
+        return scope  # type: ignore[return-value]
 
     async def feed(self, viewer: User | None, category: str | None, limit: int, cursor: str | None) -> Body:
         async def fill() -> bytes:
-            page = await self.wall.feed(category, limit, cursor)
+            page = await self.confessions.feed(category, limit, cursor)
             return self._shared(page, with_cursor=True)
 
         entry = await self.cache.page("feed", [f"feed:{category or 'all'}"], f"feed:{category or ''}:{limit}:{cursor or ''}",
@@ -90,38 +153,24 @@ class Views:
 
     async def popular(self, viewer: User | None, limit: int) -> Body:
         async def fill() -> bytes:
-            return self._shared(await self.wall.popular(limit), with_cursor=False)
+            return self._shared(await self.confessions.popular(limit), with_cursor=False)
 
         entry = await self.cache.page("popular", ["popular"], f"popular:{limit}", self.ttl.popular_ttl, fill)
         return await self._overlay(entry, viewer)
 
     async def stats(self) -> Body:
         async def fill() -> bytes:
-            data = orjson.dumps(await self.wall.stats())
+            data = orjson.dumps(await self.confessions.stats())
             return _pack([], data)
 
         etag, _, data = _unpack(await self.cache.page("stats", ["stats"], "stats", self.ttl.stats_ttl, fill))
         return Body(data, etag)
 
     async def mine(self, user: User, limit: int, cursor: str | None) -> Body:
-        """The author's own list. Its cache key is a keyed hash, never the user id, and the entry
-        holds no anonymous author: who wrote what is not readable from the cache."""
-        who = self.wall.owner_key(user.id)
-
-        async def fill() -> bytes:
-            page = await self.wall.mine(user, limit, cursor)
-            return _pack([c.id for c in page.items], orjson.dumps(
-                {"items": [confession_json(c, c.id in page.empathized, user) for c in page.items],
-                 "next_cursor": page.next_cursor}))
-
-        entry = await self.cache.page("user_confessions", [f"mine:{who}"], f"mine:{who}:{limit}:{cursor or ''}",
-                                      self.ttl.user_confessions_ttl, fill)
-        _, _, data = _unpack(entry)
-        body = orjson.loads(data)
-        me = {"username": user.username, "name": user.name, "image": user.image}
-        for item in body["items"]:
-            item["author"] = me
-        data = orjson.dumps(body)
+        """The author's own list, their name on every item: never cached (see the module doc)."""
+        page = await self.confessions.mine(user, limit, cursor)
+        data = orjson.dumps({"items": [confession_json(c, c.id in page.empathized, user) for c in page.items],
+                             "next_cursor": page.next_cursor})
         return Body(data, _etag(data))
 
     @staticmethod
@@ -136,7 +185,7 @@ class Views:
         etag, ids, data = _unpack(entry)
         if viewer is None or not ids:
             return Body(data, etag)
-        marked = await self.wall.storage.empathized(viewer.id, [int(i) for i in ids.split(b",")])
+        marked = await self.confessions.storage.empathized(viewer.id, [int(i) for i in ids.split(b",")])
         if not marked:
             return Body(data, etag)
         body = orjson.loads(data)

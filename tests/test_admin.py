@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from cwalld.http.keys import WALL
-from cwalld.service import create_user
+from cwalld.accounts import create_user
 from tests.conftest import Api, cwalld, test_config
 from tests.test_daemon import call
 

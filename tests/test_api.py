@@ -188,7 +188,7 @@ async def test_delete_by_author_admin_and_others(api: Api, client) -> None:  # t
 
     # an admin may delete anyone's
     from cwalld.http.keys import WALL
-    from cwalld.service import create_user
+    from cwalld.accounts import create_user
 
     await create_user(client.app[WALL].storage, "boss", "password123", admin=True)
     r = await api.c.post("/api/v1/auth/login", json={"username": "boss", "password": "password123"})
@@ -201,7 +201,7 @@ async def test_delete_by_author_admin_and_others(api: Api, client) -> None:  # t
 
 async def test_admin_queue_stats(api: Api, client) -> None:  # type: ignore[no-untyped-def]
     from cwalld.http.keys import WALL
-    from cwalld.service import create_user
+    from cwalld.accounts import create_user
 
     user = await api.register()
     r = await api.c.get("/api/v1/admin/queue", headers=api.auth(user))

@@ -112,5 +112,5 @@ async def test_a_job_running_twice_changes_nothing(api: Api, client) -> None:  #
     cid = (await (await api.post(token)).json())["confession"]["id"]
     first = await api.wait_status(cid, token)
     wall = client.app[WALL]
-    await asyncio.gather(wall.run(cid), wall.give_up(cid))
+    await asyncio.gather(wall.replies.run(cid), wall.replies.give_up(cid))
     assert await api.confession(cid, token) == first

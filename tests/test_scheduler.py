@@ -116,7 +116,7 @@ async def test_recovery_job_queues_lost_confessions(tmp_path: Path, fake_ai: Any
     api = Api(await make_client(cfg))
     wall = api.c.app[WALL]
     token = await api.register()
-    user = await wall.authenticate(token)
+    user = await wall.accounts.authenticate(token)
     # a confession whose enqueue was lost (as if Redis had been down): stored, never queued
     c = await wall.storage.add_confession(user.id, "Kaybolan kuyruk işi burada.", "other", True, 5, "0")
     await asyncio.sleep(0.05)

@@ -30,6 +30,8 @@ from typing import Protocol, TypeVar
 
 import structlog
 
+from cwalld.cache.local import LocalCache
+
 log = structlog.get_logger("cwalld.cache")
 T = TypeVar("T")
 
@@ -170,3 +172,16 @@ class Cache:
     async def close(self) -> None:
         if self.backend is not None:
             await self.backend.close()
+
+
+class Windows:
+    """Hit counters in windows (login attempts): shared by every process through the cache, in
+    this process while the cache is away — a limit never stops working, it only narrows."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.local = LocalCache()
+
+    async def hit(self, key: str, ttl: float) -> int:
+        count = await self.cache.hit(key, ttl)
+        return count if count is not None else await self.local.hit(key, ttl)

@@ -58,7 +58,7 @@ async def queue_retry_failed(request: web.Request) -> web.Response:
 
 async def cache_clear(request: web.Request) -> web.Response:
     await operator(request)
-    return respond({"cleared": await request.app[WALL].clear_cache((await body(request)).get("scope"))})
+    return respond({"cleared": await request.app[WALL].views.clear((await body(request)).get("scope"))})
 
 
 async def jobs(request: web.Request) -> web.Response:
@@ -73,7 +73,7 @@ async def job_run(request: web.Request) -> web.Response:
 
 async def confessions(request: web.Request) -> web.Response:
     await operator(request)
-    page = await request.app[WALL].by_status(request.query.get("status"), limit_param(request),
+    page = await request.app[WALL].moderation.by_status(request.query.get("status"), limit_param(request),
                                              request.query.get("cursor"))
     return respond({"items": [confession_json(c, False, None) | {"rejection_reason": c.rejection_reason}
                               for c in page.items], "next_cursor": page.next_cursor})
@@ -81,21 +81,21 @@ async def confessions(request: web.Request) -> web.Response:
 
 async def hide(request: web.Request) -> web.Response:
     await operator(request)
-    c = await request.app[WALL].moderate(int(request.match_info["id"]), hide=True)
+    c = await request.app[WALL].moderation.hide(int(request.match_info["id"]))
     return respond({"confession": confession_json(c, False, None)})
 
 
 async def restore(request: web.Request) -> web.Response:
     await operator(request)
-    c = await request.app[WALL].moderate(int(request.match_info["id"]), hide=False)
+    c = await request.app[WALL].moderation.restore(int(request.match_info["id"]))
     return respond({"confession": confession_json(c, False, None)})
 
 
 async def grant_admin(request: web.Request) -> web.Response:
     await operator(request)
-    return respond({"user": user_json(await request.app[WALL].set_admin(request.match_info["username"], True))})
+    return respond({"user": user_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], True))})
 
 
 async def revoke_admin(request: web.Request) -> web.Response:
     await operator(request)
-    return respond({"user": user_json(await request.app[WALL].set_admin(request.match_info["username"], False))})
+    return respond({"user": user_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], False))})

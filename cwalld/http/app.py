@@ -12,10 +12,9 @@ from aiohttp import web
 from cwalld import logs, metrics
 from cwalld.config import Config
 from cwalld.http import errors, routes
-from cwalld.http.keys import CONFIG, SCHEDULER, VIEWS, WALL
+from cwalld.http.keys import CONFIG, SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
-from cwalld.service import Wall
-from cwalld.views import Views
+from cwalld.wall import Wall
 
 log = structlog.get_logger("cwalld.http")
 # Request ids: a random per-process prefix and a counter — unique across processes, and cheaper
@@ -69,14 +68,13 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
     return middleware
 
 
-def create(config: Config, wall: Wall, views: Views, scheduler: Scheduler) -> web.Application:
+def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     middlewares = [context]
     if config.server.cors_origins:
         middlewares.append(cors(config.server.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
     app[CONFIG] = config
     app[WALL] = wall
-    app[VIEWS] = views
     app[SCHEDULER] = scheduler
     routes.setup(app)
     return app

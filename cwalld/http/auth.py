@@ -24,7 +24,7 @@ async def viewer(request: web.Request) -> User | None:
         token = bearer(request)
         user = None
         if token is not None:
-            user = await request.app[WALL].authenticate(token)
+            user = await request.app[WALL].accounts.authenticate(token)
             if user is None:
                 raise Unauthorized("token is invalid or expired")
         request[USER] = user

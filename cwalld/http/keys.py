@@ -5,11 +5,9 @@ from aiohttp import web
 from cwalld.config import Config
 from cwalld.domain import User
 from cwalld.scheduler import Scheduler
-from cwalld.service import Wall
-from cwalld.views import Views
+from cwalld.wall import Wall
 
 WALL = web.AppKey("wall", Wall)
-VIEWS = web.AppKey("views", Views)
 CONFIG = web.AppKey("config", Config)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 TRUSTED = web.AppKey("trusted", bool)  # the control-socket app: no tokens, the socket's mode guards it

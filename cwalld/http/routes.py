@@ -11,7 +11,7 @@ from cwalld import metrics
 from cwalld.domain import Unauthorized
 from cwalld.http import admin, auth
 from cwalld.http.json import body, limit_param, respond
-from cwalld.http.keys import SCHEDULER, VIEWS, WALL
+from cwalld.http.keys import SCHEDULER, WALL
 from cwalld.http.openapi import document
 from cwalld.views import Body, confession_json, user_json
 
@@ -98,7 +98,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def categories(request: web.Request) -> web.Response:
-    return respond({"categories": [{"slug": s, "name": n} for s, n in request.app[WALL].categories.items()]})
+    return respond({"categories": [{"slug": s, "name": n} for s, n in request.app[WALL].confessions.categories.items()]})
 
 
 def send(request: web.Request, b: Body) -> web.Response:
@@ -110,23 +110,23 @@ def send(request: web.Request, b: Body) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    return send(request, await request.app[VIEWS].stats())
+    return send(request, await request.app[WALL].views.stats())
 
 
 async def feed(request: web.Request) -> web.Response:
     viewer = await auth.viewer(request)
-    return send(request, await request.app[VIEWS].feed(
+    return send(request, await request.app[WALL].views.feed(
         viewer, request.query.get("category"), limit_param(request), request.query.get("cursor")))
 
 
 async def popular(request: web.Request) -> web.Response:
     viewer = await auth.viewer(request)
-    return send(request, await request.app[VIEWS].popular(viewer, limit_param(request)))
+    return send(request, await request.app[WALL].views.popular(viewer, limit_param(request)))
 
 
 async def get_confession(request: web.Request) -> web.Response:
     viewer = await auth.viewer(request)
-    c, marked = await request.app[WALL].get(viewer, id_param(request))
+    c, marked = await request.app[WALL].confessions.get(viewer, id_param(request))
     return respond({"confession": confession_json(c, marked, viewer)})
 
 
@@ -135,30 +135,30 @@ async def get_confession(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     data = await body(request)
-    token, user = await request.app[WALL].register(data.get("username"), data.get("password"), data.get("name"))
+    token, user = await request.app[WALL].accounts.register(data.get("username"), data.get("password"), data.get("name"))
     return respond({"token": token, "user": user_json(user)}, status=201)
 
 
 async def login(request: web.Request) -> web.Response:
     data = await body(request)
-    token, user = await request.app[WALL].login(data.get("username"), data.get("password"))
+    token, user = await request.app[WALL].accounts.login(data.get("username"), data.get("password"))
     return respond({"token": token, "user": user_json(user)})
 
 
 async def logout(request: web.Request) -> web.Response:
     await auth.signed_in(request)
-    await request.app[WALL].logout(auth.bearer(request) or "")
+    await request.app[WALL].accounts.logout(auth.bearer(request) or "")
     return web.Response(status=204)
 
 
 async def me(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
-    return respond({"user": user_json(await request.app[WALL].profile(user))})
+    return respond({"user": user_json(await request.app[WALL].accounts.profile(user))})
 
 
 async def my_confessions(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
-    return send(request, await request.app[VIEWS].mine(user, limit_param(request), request.query.get("cursor")))
+    return send(request, await request.app[WALL].views.mine(user, limit_param(request), request.query.get("cursor")))
 
 
 # --- signed in ---
@@ -167,27 +167,27 @@ async def my_confessions(request: web.Request) -> web.Response:
 async def post_confession(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
     data = await body(request)
-    c = await request.app[WALL].post(user, data.get("content"), data.get("category"), data.get("anonymous", True))
+    c = await request.app[WALL].confessions.post(user, data.get("content"), data.get("category"), data.get("anonymous", True))
     return respond({"confession": confession_json(c, False, user)}, status=202)
 
 
 async def delete_confession(request: web.Request) -> web.Response:
-    await request.app[WALL].delete(await auth.signed_in(request), id_param(request))
+    await request.app[WALL].confessions.delete(await auth.signed_in(request), id_param(request))
     return web.Response(status=204)
 
 
 async def empathy_on(request: web.Request) -> web.Response:
-    count = await request.app[WALL].empathy(await auth.signed_in(request), id_param(request), True)
+    count = await request.app[WALL].confessions.empathy(await auth.signed_in(request), id_param(request), True)
     return respond({"empathy_count": count, "empathized": True})
 
 
 async def empathy_off(request: web.Request) -> web.Response:
-    count = await request.app[WALL].empathy(await auth.signed_in(request), id_param(request), False)
+    count = await request.app[WALL].confessions.empathy(await auth.signed_in(request), id_param(request), False)
     return respond({"empathy_count": count, "empathized": False})
 
 
 async def report(request: web.Request) -> web.Response:
     user = await auth.signed_in(request)
     reason = (await body(request)).get("reason") if request.can_read_body else None
-    await request.app[WALL].report(user, id_param(request), reason)
+    await request.app[WALL].confessions.report(user, id_param(request), reason)
     return respond({"reported": True}, status=202)

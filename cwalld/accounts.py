@@ -1,0 +1,102 @@
+"""Accounts: register, sign in and out, sessions, admin rights.
+
+Passwords are hashed with argon2 off the event loop; a login for a name that does not exist
+verifies against a dummy hash, so it takes as long as one that does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+from typing import Protocol
+
+import argon2
+import structlog
+
+from cwalld import domain
+from cwalld.config import Config
+from cwalld.domain import Invalid, NotFound, TooMany, Unauthorized, User
+from cwalld.events import Event, Events
+from cwalld.storage import Storage
+
+log = structlog.get_logger("cwalld.accounts")
+_hasher = argon2.PasswordHasher()
+# Verified against when the username does not exist, so a login takes as long either way.
+_DUMMY_HASH = _hasher.hash("not a real password")
+
+DAY = 86400.0
+
+
+class HitCounter(Protocol):
+    async def hit(self, key: str, ttl: float) -> int:
+        """One more hit in a window of ``ttl`` seconds opened by the first; the count so far."""
+
+
+class Accounts:
+    def __init__(self, config: Config, storage: Storage, events: Events, attempts: HitCounter) -> None:
+        self.config, self.storage, self.events, self.attempts = config, storage, events, attempts
+
+    async def register(self, username: object, password: object, name: object = None) -> tuple[str, User]:
+        username = domain.check_username(username)
+        password = domain.check_password(password)
+        if name is not None and (not isinstance(name, str) or len(name.strip()) > 64):
+            raise Invalid({"name": "a string of at most 64 characters"})
+        user = await create_user(self.storage, username, password, name.strip() or None if isinstance(name, str) else None)
+        await self.events.emit(Event("user_registered"))
+        return await self._new_session(user), user
+
+    async def login(self, username: object, password: object) -> tuple[str, User]:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise Invalid({"username": "required string", "password": "required string"})
+        key = f"login:{hashlib.sha256(username.encode()).hexdigest()[:32]}"
+        if await self.attempts.hit(key, 60) > self.config.auth.login_attempts_per_minute:
+            raise TooMany("rate_limited", "too many login attempts; try again later", 60)
+        found = await self.storage.credentials(username)
+        ok = await asyncio.to_thread(_verify, found[1] if found else _DUMMY_HASH, password)
+        if not (found and ok):
+            raise Unauthorized("wrong username or password")
+        return await self._new_session(found[0]), found[0]
+
+    async def _new_session(self, user: User) -> str:
+        token = secrets.token_urlsafe(32)
+        await self.storage.create_session(user.id, token_hash(token), domain.iso_after(self.config.auth.token_ttl_days * DAY))
+        return token
+
+    async def authenticate(self, token: str) -> User | None:
+        return await self.storage.session_user(token_hash(token))
+
+    async def logout(self, token: str) -> None:
+        await self.storage.delete_session(token_hash(token))
+
+    async def profile(self, user: User) -> User:
+        """The signed-in user with badges (sessions are looked up without them)."""
+        return await self.storage.user(user.id) or user
+
+    async def set_admin(self, username: str, on: bool) -> User:
+        user = await self.storage.set_admin(username, on)
+        if user is None:
+            raise NotFound(f"no user {username!r}")
+        log.info("admin_granted" if on else "admin_revoked", user_id=user.id)
+        await self.events.emit(Event("admin_granted" if on else "admin_revoked"))
+        return user
+
+
+async def create_user(storage: Storage, username: str, password: str, name: str | None = None,
+                      admin: bool = False) -> User:
+    """Shared by registration and the offline ``cwalld user create``."""
+    domain.check_username(username)
+    domain.check_password(password)
+    hashed = await asyncio.to_thread(_hasher.hash, password)
+    return await storage.create_user(username, hashed, name, admin)
+
+
+def _verify(hashed: str, password: str) -> bool:
+    try:
+        return _hasher.verify(hashed, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,58 @@
+"""The wall: every use case of one daemon over the same ports, built once by ``app.build``.
+
+Entrypoints (HTTP handlers, the control socket, the queue's consumers, the scheduler) reach the
+use cases through it: ``wall.confessions.post(…)``, ``wall.accounts.login(…)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cwalld.accounts import Accounts
+from cwalld.ai import AIPort
+from cwalld.cache import Cache, Windows
+from cwalld.confessions import Confessions
+from cwalld.config import Config
+from cwalld.events import Events
+from cwalld.jobs import Jobs
+from cwalld.moderation import Moderation
+from cwalld.queue import JobQueue
+from cwalld.replies import Replies
+from cwalld.storage import Storage
+from cwalld.views import Views
+
+
+@dataclass
+class Wall:
+    config: Config
+    storage: Storage
+    queue: JobQueue
+    cache: Cache
+    events: Events
+    accounts: Accounts
+    confessions: Confessions
+    moderation: Moderation
+    replies: Replies
+    jobs: Jobs
+    views: Views
+
+    @classmethod
+    def build(cls, config: Config, storage: Storage, queue: JobQueue, ai: AIPort, cache: Cache) -> Wall:
+        events = Events()
+        confessions = Confessions(config, storage, queue, events)
+        views = Views(confessions, cache, config.cache)
+        events.subscribe(views.follow)  # the caches follow every change
+        return cls(config, storage, queue, cache, events,
+                   accounts=Accounts(config, storage, events, Windows(cache)),
+                   confessions=confessions,
+                   moderation=Moderation(config, storage, events),
+                   replies=Replies(config, storage, ai, cache, events),
+                   jobs=Jobs(config, storage, queue, events),
+                   views=views)
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload: every use case reads the new settings from its next call on."""
+        self.config = config
+        for use_case in (self.accounts, self.confessions, self.moderation, self.replies, self.jobs):
+            use_case.config = config
+        self.views.reconfigure(config.cache)
