@@ -170,21 +170,22 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-# Settings read once at start: a reload reports them and keeps the running values.
-RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins",
-                "server.control_socket", "storage.path", "storage.synchronous", "redis.url", "redis.prefix", "queue.concurrency",
-                "cache.enabled", "cache.max_entries")
+def restart_keys(daemon: Daemon) -> list[str]:
+    """Settings some part reads only at start: a reload reports a change and keeps them."""
+    parts: list[tuple[str, ...]] = [http.RESTART_KEYS, control.RESTART_KEYS, SQLiteStorage.RESTART_KEYS,
+                                    daemon.queue.RESTART_KEYS, Cache.RESTART_KEYS]
+    return sorted({key for part in parts for key in part})
 
 
 async def reload(daemon: Daemon) -> None:
-    """SIGHUP: read the config file again and apply what can change while serving."""
+    """SIGHUP: read the config file again and hand each part the new settings, in order."""
     old = daemon.config
     try:
         new = configmod.load(None if old.source == "<defaults>" else old.source)
     except ConfigError as e:
         log.error("reload_failed", error=str(e), kept="the running config")
         return
-    changed = [k for k in RESTART_KEYS if _get(old, k) != _get(new, k)]
+    changed = [k for k in restart_keys(daemon) if _get(old, k) != _get(new, k)]
     if changed:
         log.warning("reload_needs_restart", keys=changed)
         kept: dict[str, dict[str, object]] = {}
@@ -196,7 +197,7 @@ async def reload(daemon: Daemon) -> None:
     daemon.config = new
     daemon.wall.reconfigure(new)
     daemon.queue.reconfigure(new.queue)
-    daemon.storage.slow_query_ms = new.log.slow_query_ms
+    daemon.storage.reconfigure(new)
     if new.ai != old.ai:
         retired = daemon.ai
         daemon.ai = daemon.wall.replies.ai = AI(new.ai)

@@ -21,6 +21,8 @@ from cwalld.wall import Wall
 
 log = structlog.get_logger("cwalld.control")
 
+RESTART_KEYS = ("server.control_socket",)  # bound at start
+
 
 def create(wall: Wall, scheduler: Scheduler) -> web.Application:
     @web.middleware

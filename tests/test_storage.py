@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from cwalld import config as configmod
 from cwalld.domain import PUBLISHED, UsernameTaken, iso_after
 from cwalld.storage.sqlite import SQLiteStorage
 from cwalld.storage.thread import SQLiteThread
@@ -96,7 +97,7 @@ async def test_a_new_slow_query_threshold_reaches_both_connections(tmp_path: Pat
         await s.stats()
         await s.create_user("yavas", "x", None, False)
         assert [e for e in logs if e["event"] == "slow_query"] == []
-        s.slow_query_ms = 0.000001  # what a reload of [log].slow_query_ms does
+        s.reconfigure(configmod.build({"log": {"slow_query_ms": 0.000001}}))  # a reload of [log].slow_query_ms
         await s.stats()
         await s.create_user("yavas2", "x", None, False)
         await asyncio.sleep(0)

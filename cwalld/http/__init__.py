@@ -1,5 +1,5 @@
-"""The HTTP entrypoint (aiohttp): thin handlers over the service."""
+"""The HTTP entrypoint (aiohttp): thin handlers over the use cases."""
 
-from cwalld.http.app import create
+from cwalld.http.app import RESTART_KEYS, create
 
-__all__ = ["create"]
+__all__ = ["RESTART_KEYS", "create"]

@@ -12,7 +12,7 @@ from aiohttp import web
 from cwalld import logs, metrics
 from cwalld.config import Config
 from cwalld.http import errors, routes
-from cwalld.http.keys import CONFIG, SCHEDULER, WALL
+from cwalld.http.keys import SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
 
@@ -68,12 +68,15 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
     return middleware
 
 
+# Read when the app is built: a reload reports a change of these and keeps the running values.
+RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins")
+
+
 def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     middlewares = [context]
     if config.server.cors_origins:
         middlewares.append(cors(config.server.cors_origins))
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
-    app[CONFIG] = config
     app[WALL] = wall
     app[SCHEDULER] = scheduler
     routes.setup(app)

@@ -2,13 +2,11 @@
 
 from aiohttp import web
 
-from cwalld.config import Config
 from cwalld.domain import User
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
 
 WALL = web.AppKey("wall", Wall)
-CONFIG = web.AppKey("config", Config)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 TRUSTED = web.AppKey("trusted", bool)  # the control-socket app: no tokens, the socket's mode guards it
 USER = web.RequestKey("user", User | None)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ class Handler(Protocol):
 
 
 class JobQueue(Protocol):
+    RESTART_KEYS: tuple[str, ...]
     on_recovered: Callable[[], object] | None
     """Called when the backend answers again after an outage (jobs may have been lost)."""
 

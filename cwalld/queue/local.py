@@ -22,6 +22,8 @@ class _Job:
 
 
 class LocalQueue:
+    RESTART_KEYS = ("queue.concurrency",)  # the consumers are started with it
+
     def __init__(self, settings: QueueSettings) -> None:
         self.settings = settings
         self._ready: asyncio.Queue[int] = asyncio.Queue()

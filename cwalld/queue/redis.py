@@ -194,8 +194,8 @@ class Outage:
 
 
 class RedisQueue:
-    # Settings read once: the consumer pool is sized at start.
-    RESTART_KEYS = ("concurrency",)
+    # Read once: the consumer pool is sized and the connections made at start.
+    RESTART_KEYS = ("queue.concurrency", "redis.url", "redis.prefix")
 
     def __init__(self, settings: QueueSettings, url: str, prefix: str = "cwall:") -> None:
         self.settings = settings

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cwalld.config import Config
 from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
 from cwalld.storage import Cursor
 from cwalld.storage.thread import SQLiteThread
@@ -74,6 +75,8 @@ def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
 
 
 class SQLiteStorage:
+    RESTART_KEYS = ("storage.path", "storage.synchronous")  # the connections are opened with them
+
     def __init__(self, path: str, synchronous: str = "FULL", slow_query_ms: float = 100.0) -> None:
         self.path = path
         self.synchronous = synchronous
@@ -101,17 +104,12 @@ class SQLiteStorage:
                 await db.close()
         self._r = self._w = None
 
-    @property
-    def slow_query_ms(self) -> float:
-        return self._slow_query_ms
-
-    @slow_query_ms.setter
-    def slow_query_ms(self, ms: float) -> None:
-        """A reload's new threshold reaches both connections' threads."""
-        self._slow_query_ms = ms
+    def reconfigure(self, config: Config) -> None:
+        """A reload: the slow-query threshold reaches both connections' threads."""
+        self._slow_query_ms = config.log.slow_query_ms
         for db in (self._w, self._r):
             if db is not None:
-                db.slow_query_ms = ms
+                db.slow_query_ms = config.log.slow_query_ms
 
     @property
     def health(self) -> str:
