@@ -7,6 +7,7 @@ which can spread them over time and across processes. Failures surface as ``AIEr
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -134,7 +135,7 @@ class AI:
         return f"{reply}\n\n{self.settings.crisis_message}"
 
     @staticmethod
-    async def _call(call: str, awaitable):  # type: ignore[no-untyped-def]
+    async def _call(call: str, awaitable: Awaitable[Any]) -> Any:
         metrics.AI_CALLS.labels(call).inc()
         try:
             return await _request(awaitable)
@@ -143,7 +144,7 @@ class AI:
             raise
 
 
-async def _request(awaitable):  # type: ignore[no-untyped-def]
+async def _request(awaitable: Awaitable[Any]) -> Any:
     """The openai client's errors as AIError, with a kind for logs and metrics."""
     import openai
 

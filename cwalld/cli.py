@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -207,7 +208,7 @@ def json_compact(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": ")) if value else ""
 
 
-def table(rows: list[tuple[str, ...]]) -> str:
+def table(rows: Sequence[tuple[str, ...]]) -> str:
     if not rows:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -11,7 +11,7 @@ import atexit
 import logging
 import sys
 import time
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 import structlog
@@ -74,7 +74,7 @@ def setup(level: str = "info", fmt: str = "json") -> None:
         batched = LineBatcher(sys.stdout.buffer)
         _batchers[:] = [batched]
         _access["batcher"] = batched
-        factory = lambda *_: batched  # noqa: E731 - one writer shared by every logger
+        factory: Any = lambda *_: batched  # noqa: E731 - one writer shared by every logger
     else:
         processors.append(structlog.dev.ConsoleRenderer(
             colors=False, exception_formatter=structlog.dev.plain_traceback))

@@ -62,16 +62,17 @@ class RequestMetrics:
         yield requests
         seconds = HistogramMetricFamily("cwalld_http_request_duration_seconds", "HTTP request latency", labels=["route"])
         for route, hist in list(self.latency.items()):
-            cumulative, running = [], 0.0
-            for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), hist[:-1]):
-                running += n
+            cumulative: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, observed in zip((*map(str, self.BUCKETS), "+Inf"), hist[:-1]):
+                running += observed
                 cumulative.append((bound, running))
             seconds.add_metric([route], cumulative, hist[-1])
         yield seconds
 
 
 REQUESTS = RequestMetrics()
-REGISTRY.register(REQUESTS)  # type: ignore[arg-type]
+REGISTRY.register(REQUESTS)
 observe_request = REQUESTS.observe
 
 
@@ -97,5 +98,5 @@ class DaemonCollector:
 
 def render(collector: DaemonCollector) -> bytes:
     extra = CollectorRegistry(auto_describe=False)
-    extra.register(collector)  # type: ignore[arg-type]
+    extra.register(collector)
     return generate_latest(REGISTRY) + generate_latest(extra)

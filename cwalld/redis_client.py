@@ -62,7 +62,7 @@ class Coalesced:
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]]) -> None:
         try:
             if len(batch) == 1:
-                results: list[Any] = [await self.client.execute_command(*batch[0][0])]
+                results: list[Any] = [await self.client.execute_command(*batch[0][0])]  # type: ignore[no-untyped-call]
             else:
                 async with self.client.pipeline(transaction=False) as p:
                     for args, _ in batch:

@@ -92,7 +92,8 @@ class Scheduler:
         return bool(self._loops) and not any(t.done() for t in self._loops)
 
     def next_run(self, job: Job) -> datetime:
-        return croniter(job.schedule, datetime.now(self.tz)).get_next(datetime)
+        due: datetime = croniter(job.schedule, datetime.now(self.tz)).get_next(datetime)
+        return due
 
     def last_tick(self, job: Job) -> str:
         return _iso(croniter(job.schedule, datetime.now(self.tz)).get_prev(datetime))

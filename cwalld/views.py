@@ -136,11 +136,11 @@ class Views:
             await self.cache.bump("global")
         elif scope == "feed":
             await self.cache.bump(*self._feeds())
-        elif scope in ("popular", "stats"):
-            await self.cache.bump(scope)  # type: ignore[arg-type]
+        elif scope == "popular" or scope == "stats":
+            await self.cache.bump(scope)
         else:
             raise Invalid({"scope": "one of feed, popular, stats, all"})
-        return scope  # type: ignore[return-value]
+        return scope
 
     async def feed(self, viewer: User | None, category: str | None, limit: int, cursor: str | None) -> Body:
         async def fill() -> bytes:

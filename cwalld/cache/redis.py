@@ -39,7 +39,8 @@ class RedisCache:
         return key.decode(), value or None
 
     async def get(self, key: str) -> bytes | None:
-        return await self.r.call("GET", self.entry + key)
+        value: bytes | None = await self.r.call("GET", self.entry + key)
+        return value
 
     async def store(self, key: str, value: bytes, ttl: float) -> None:
         await self.r.call("SET", self.entry + key, value, "PX", max(1, int(ttl * 1000)))

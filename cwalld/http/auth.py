@@ -22,7 +22,7 @@ async def viewer(request: web.Request) -> User | None:
     """The signed-in user, None for a guest; a token that is sent must be valid."""
     if USER not in request:
         token = bearer(request)
-        user = None
+        user: User | None = None
         if token is not None:
             user = await request.app[WALL].accounts.authenticate(token)
             if user is None:

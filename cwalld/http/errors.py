@@ -6,6 +6,8 @@ sent to the client.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import orjson
 import structlog
 from aiohttp import web
@@ -54,7 +56,10 @@ def error_response(status: int, code: str, message: str, **extra: object) -> web
     return web.Response(status=status, body=orjson.dumps({"error": body}), content_type="application/json", headers=headers)
 
 
-async def handle(request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Run ``handler``; whatever it raises comes back as the JSON error response."""
     try:
         return await handler(request)

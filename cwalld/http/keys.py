@@ -9,4 +9,4 @@ from cwalld.wall import Wall
 WALL = web.AppKey("wall", Wall)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 TRUSTED = web.AppKey("trusted", bool)  # the control-socket app: no tokens, the socket's mode guards it
-USER = web.RequestKey("user", User | None)  # type: ignore[arg-type]
+USER: web.RequestKey[User | None] = web.RequestKey("user", User | None)  # type: ignore[arg-type]

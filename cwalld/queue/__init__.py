@@ -30,7 +30,10 @@ class Handler(Protocol):
 
 
 class JobQueue(Protocol):
-    RESTART_KEYS: tuple[str, ...]
+    @property
+    def RESTART_KEYS(self) -> tuple[str, ...]:  # noqa: N802 - a constant of each backend
+        """The settings this backend reads only at start."""
+
     on_recovered: Callable[[], object] | None
     """Called when the backend answers again after an outage (jobs may have been lost)."""
 

@@ -266,7 +266,7 @@ class RedisQueue:
         if self._fetcher is not None:
             if not self._taking:  # waiting for a slot or for work: nothing to lose
                 self._fetcher.cancel()
-            await asyncio.gather(self._fetcher, self._maintainer, return_exceptions=True)
+            await asyncio.gather(*(t for t in (self._fetcher, self._maintainer) if t), return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
         for task in list(self._tasks):
@@ -374,8 +374,9 @@ class RedisQueue:
 
     async def stats(self) -> dict[str, int]:
         async with self.r.pipeline(transaction=True) as p:
-            p.llen(self.k["wait"]).llen(self.k["active"]).zcard(self.k["completed"])
-            p.zcard(self.k["failed"]).zcard(self.k["delayed"])
+            for command, key in (("LLEN", "wait"), ("LLEN", "active"), ("ZCARD", "completed"), ("ZCARD", "failed"),
+                                 ("ZCARD", "delayed")):
+                p.execute_command(command, self.k[key])
             waiting, active, completed, failed, delayed = await p.execute()
         counts = {"waiting": waiting, "active": active, "completed": completed, "failed": failed, "delayed": delayed}
         return {**counts, "total": sum(counts.values())}

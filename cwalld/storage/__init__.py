@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from cwalld.config import Config
 from cwalld.domain import Confession, User
 
 Cursor = tuple[str, int]
@@ -16,9 +17,19 @@ Cursor = tuple[str, int]
 
 
 class Storage(Protocol):
+    """Every method the use cases, the scheduler and the entrypoints call: the whole port, so an
+    adapter that implements it (SQLite today, PostgreSQL next) is all a deployment needs."""
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
+    def reconfigure(self, config: Config) -> None:
+        """A reload: what the adapter may change while open (the slow-query threshold)."""
+
+    @property
+    def health(self) -> str:
+        """``ok``, or why writes fail now (``full``, ``error``, ``busy``) until one succeeds."""
+
     async def secret(self, name: str) -> str:
         """A random value made once per database, the same for every process using it."""
 
@@ -27,10 +38,12 @@ class Storage(Protocol):
         """Raises ``UsernameTaken``."""
     async def credentials(self, username: str) -> tuple[User, str] | None: ...
     async def user(self, user_id: int) -> User | None: ...
+    async def set_admin(self, username: str, on: bool) -> User | None: ...
     async def create_session(self, user_id: int, token_hash: str, expires_at: str) -> None: ...
     async def session_user(self, token_hash: str) -> User | None:
         """The user of an unexpired session (without badges: see ``user``), else None."""
     async def delete_session(self, token_hash: str) -> None: ...
+    async def purge_sessions(self) -> int: ...
 
     # confessions
     async def add_confession(
@@ -43,16 +56,31 @@ class Storage(Protocol):
     async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]: ...
     async def popular(self, limit: int) -> list[Confession]: ...
     async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]: ...
+    async def by_status(self, status: str, limit: int, after: Cursor | None) -> list[Confession]: ...
     async def delete_confession(self, confession_id: int) -> bool: ...
     async def finish(
         self, confession_id: int, status: str, ai_response: str | None, ai_fallback: bool, rejection_reason: str | None
     ) -> bool:
         """Publish or reject a pending confession; False (and no change) if it was not pending."""
     async def pending_ids(self, older_than: str | None = None) -> list[int]: ...
+    async def set_status(self, confession_id: int, from_statuses: tuple[str, ...], to: str,
+                         fallback_reply: str | None = None) -> Confession | None:
+        """Move a confession between statuses (admin hide/restore); None if it was in none of them."""
 
-    # empathy
+    # empathy and reports
     async def set_empathy(self, user_id: int, confession_id: int, on: bool) -> Confession | None:
         """Idempotent; returns the confession as it now is, or None if it is not published."""
     async def empathized(self, user_id: int, confession_ids: list[int]) -> set[int]: ...
+    async def add_report(self, user_id: int, confession_id: int, reason: str | None) -> bool:
+        """Record a user's report of a published confession once; False if it is not published."""
+    async def hide_if_reported(self, confession_id: int, threshold: int) -> bool: ...
+
+    # scheduled jobs
+    async def mark_popular(self, threshold: int, badge: tuple[str, str]) -> dict[str, int]: ...
+    async def claim_run(self, name: str, scheduled_for: str, claim_timeout: float) -> int | None:
+        """Claim one tick of a job once across processes (again after ``claim_timeout`` if its run died)."""
+    async def release_run(self, run_id: int) -> None: ...
+    async def finish_run(self, run_id: int, result: str | None, error: str | None) -> None: ...
+    async def last_run(self, name: str) -> dict[str, str | None] | None: ...
 
     async def stats(self) -> dict[str, object]: ...

@@ -138,7 +138,7 @@ class SQLiteStorage:
         done = await self.w.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT DO UPDATE SET value = value RETURNING value",
             (name, secrets.token_hex(32)))
-        return done.rows[0][0]
+        return str(done.rows[0][0])
 
     # --- users and sessions ---
 
@@ -207,13 +207,13 @@ class SQLiteStorage:
         return await self.r.run(lambda c: _one(c, confession_id), _ONE)
 
     async def feed(self, category: str | None, limit: int, after: Cursor | None) -> list[Confession]:
-        where, args = ["c.status = 'published'"], []
+        where, args = ["c.status = 'published'"], list[object]()
         if category is not None:
             where.append("c.category = ?")
             args.append(category)
         if after is not None:
             where.append("(c.published_at, c.id) < (?, ?)")
-            args += list(after)
+            args += [*after]
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.published_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
@@ -225,10 +225,10 @@ class SQLiteStorage:
         return [_confession(r) for r in await self.r.fetch(sql, (limit,))]
 
     async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]:
-        where, args = ["c.author_id = ?", "c.status != 'deleted'"], [author_id]
+        where, args = ["c.author_id = ?", "c.status != 'deleted'"], list[object]([author_id])
         if after is not None:
             where.append("(c.created_at, c.id) < (?, ?)")
-            args += list(after)
+            args += [*after]
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 

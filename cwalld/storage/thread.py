@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +31,7 @@ from cwalld.domain import StorageUnavailable
 
 log = structlog.get_logger("cwalld.storage")
 
+T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256  # writes per transaction: bounds how long one COMMIT keeps the others waiting
 # SQLite's primary result codes that mean "the storage cannot take this now", not "your request
@@ -109,12 +110,12 @@ class SQLiteThread:
 
     # --- what callers use ---
 
-    def run(self, op: Op, label: str = "", alone: bool = False) -> asyncio.Future[Any]:
+    def run(self, op: Callable[[sqlite3.Connection], T], label: str = "", alone: bool = False) -> asyncio.Future[T]:
         """Run ``op(connection)`` in the thread; its result (once committed, when grouped).
         ``alone``: outside any group transaction, for an op that manages its own."""
         if self._loop is None:
             raise sqlite3.ProgrammingError("the database connection is closed")
-        future = self._loop.create_future()
+        future: asyncio.Future[T] = self._loop.create_future()
         with self._gate:
             if not self._accepting:  # closing, closed or never opened: fail, never hang
                 raise sqlite3.ProgrammingError("the database connection is closed")
