@@ -44,15 +44,17 @@ async def test_the_popular_job_refreshes_stats_and_the_authors_list(tmp_path: Pa
 
 async def test_every_event_leaves_every_view_fresh_in_every_process(
         tmp_path: Path, fake_ai: Any, make_client: Any, redis_server: Any, redis_prefix: str) -> None:
-    def cfg(name: str, **extra: Any) -> Any:
-        return test_config(tmp_path, fake_ai.url, redis={"url": redis_server.url, "prefix": redis_prefix},
+    def cfg(name: str, prefix: str = redis_prefix, **extra: Any) -> Any:
+        return test_config(tmp_path, fake_ai.url, redis={"url": redis_server.url, "prefix": prefix},
                            server={"control_socket": str(tmp_path / f"{name}.sock")},
                            moderation={"auto_hide_reports": 2}, popular={"threshold": 1},
                            limits={"daily_confessions": 50}, **extra)
 
     a = Api(await make_client(cfg("a")))
     b = Api(await make_client(cfg("b")))
-    fresh = Api(await make_client(cfg("fresh", cache={"enabled": False})))
+    # The reference reads the same database with no cache, and takes no job of A's and B's queue
+    # (a process without a cache cannot tell the others' caches what its jobs changed).
+    fresh = Api(await make_client(cfg("fresh", prefix=redis_prefix + "fresh:", cache={"enabled": False})))
     seen: list[Event] = []
 
     async def record(event: Event) -> None:
@@ -96,7 +98,7 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
         first["id"] = (await (await a.post(author, content="İlk itirafım bu, kimse bilmiyor.")).json())["confession"]["id"]
         await asyncio.sleep(0)
 
-    fake_ai.latency = 1.0  # the AI answers only after the views were read: the confession stays pending
+    fake_ai.latency = 3.0  # longer than a job's timeout: the confession stays pending while views are read
     await step("confession_created", create)
     fake_ai.latency = 0.0
     await step("confession_published", lambda: a.wait_status(first["id"], author))

@@ -176,3 +176,24 @@ async def test_jobs_lost_during_an_outage_are_queued_when_redis_returns(own_redi
         print(f"on_recovered {took:.1f} s after Redis returned")
     finally:
         await q.stop(0)
+
+
+async def test_a_flushed_redis_is_noticed_at_once(redis_server: Any, redis_prefix: str) -> None:
+    """FLUSHALL (or a Redis restarted empty between two pings) drops every job with no outage to
+    notice; the pending confessions then waited for the recovery sweep (~80 s in the chaos run).
+    The queue keeps a marker key and tells its owner as soon as it is gone."""
+    q, h = RedisQueue(FAST, redis_server.url, redis_prefix), Recorder()
+    recovered = asyncio.Event()
+    q.on_recovered = recovered.set  # type: ignore[assignment]
+    await q.start(h)
+    try:
+        await asyncio.sleep(0.5)
+        assert not recovered.is_set()  # a fresh start is not a loss
+        r = connect(redis_server.url)
+        for key in await r.keys(redis_prefix + "*"):  # FLUSHALL, for this test's keys only
+            await r.delete(key)
+        await r.aclose()
+        took = await _until(recovered.is_set, 2, "on_recovered called after the queue's keys vanished")
+        print(f"flush noticed after {took:.2f} s")
+    finally:
+        await q.stop(0)

@@ -12,6 +12,7 @@ set for dedup, and XAUTOCLAIM cannot move a job back to "delayed". So:
     live     SET    ids waiting, active or delayed: one job per confession
     attempts HASH   id → attempts started
     wake     LIST   wake-up tokens for blocked fetchers (bounded; a lost one costs ≤ 1 s)
+    marker   STRING set while Redis holds this queue's data: gone means FLUSHALL or an empty restart
     completed, failed  ZSET  id → finished at (bounded by age and count)
 
 Every move between states is one Lua script using the server's clock, so processes on different
@@ -105,8 +106,10 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then redis.call('RPUSH', KEYS[4], ARGV[1]) wake(KEYS[5]) end
 return 1
 """
-# KEYS: delayed, wait, wake → how many due retries were moved to the front of the line
+# KEYS: delayed, wait, wake, marker → how many due retries were moved to the front of the line,
+# or -1 if the marker was gone: Redis lost its data (FLUSHALL, a restart without persistence)
 PROMOTE = _NOW + _WAKE + """
+if redis.call('SET', KEYS[4], 1, 'NX') then return -1 end
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1000)
 for _, id in ipairs(due) do
   redis.call('ZREM', KEYS[1], id)
@@ -201,7 +204,7 @@ class RedisQueue:
         self.settings = settings
         p = f"{prefix}q:"
         self.k = {name: p + name for name in ("wait", "active", "lease", "owner", "delayed", "live", "attempts",
-                                              "wake", "completed", "failed")}
+                                              "wake", "marker", "completed", "failed")}
         self.r = connect(url)
         self.commands = Coalesced(self.r)
         # The blocking wait gets a client of its own, so it never starves others; its socket
@@ -352,12 +355,18 @@ class RedisQueue:
         ticks = 0
         while not self._stopping:
             try:
-                await self._script("promote", ("delayed", "wait", "wake"))
+                promoted = await self._script("promote", ("delayed", "wait", "wake", "marker"))
+                self.outage.ok()
+                if promoted == -1 and ticks:
+                    # Every job Redis held is gone, with no outage to notice (FLUSHALL), or with one
+                    # (restarted empty): SQLite knows which confessions are pending; queue them now.
+                    log.warning("redis_data_lost", hint="FLUSHALL or a restart without persistence")
+                    if self.outage.on_recovered is not None:
+                        self.outage.on_recovered()
                 if ticks % int(REAP_EVERY / PROMOTE_EVERY) == 0:
                     for raw in await self._script("reap", ("active", "lease", "wait", "owner", "wake"), self.lease_ms):
                         log.warning("job_stalled", job_id=raw.decode(), confession_id=int(raw))
                         metrics.JOBS.labels("stalled").inc()
-                self.outage.ok()
             except (RedisError, OSError) as e:
                 await self.outage.failed(e)
             ticks += 1
