@@ -152,7 +152,7 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
         return None
     try:
         ts, _, ident = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
-        if len(ts) != 27 or not ident.isdigit():
+        if len(ts) != 27 or not ident.isascii() or not ident.isdigit() or len(ident) > 18:
             raise ValueError
         return ts, int(ident)
     except (ValueError, binascii.Error, UnicodeDecodeError):

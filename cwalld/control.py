@@ -14,7 +14,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from cwalld.http import admin, errors
+from cwalld.http import admin, errors, schema
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
@@ -33,7 +33,7 @@ def create(wall: Wall, scheduler: Scheduler) -> web.Application:
     app[TRUSTED] = True
     app[WALL] = wall
     app[SCHEDULER] = scheduler
-    admin.setup(app)
+    schema.add(app, admin.operations(wall.config))
     return app
 
 

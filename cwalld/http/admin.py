@@ -2,35 +2,65 @@
 
 On the HTTP app they need an admin's token. On the control-socket app (``trusted``) whoever
 could open the socket — mode 0600, so the daemon's own user or root — is the operator.
+Answers about another user carry no badges: a badge's date can name an anonymous author.
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from cwalld.domain import Invalid
+from cwalld.config import Config
+from cwalld.domain import User
 from cwalld.http import auth
-from cwalld.http.json import body, limit_param, respond
+from cwalld.http.json import respond
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
-from cwalld.views import confession_json, user_json
+from cwalld.http.openapi import PAGE, json_body, obj, ref
+from cwalld.http.schema import Input, Operation, Param
+from cwalld.views import confession_json
 
 ID = r"{id:\d{1,18}}"
 PREFIX = "/api/v1/admin"
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20})
+CURSOR = Param("cursor", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$",
+                          "description": "not a cursor this API returned"})
+SCOPE = {"type": "string", "enum": ["feed", "popular", "stats", "all"]}
+COUNT = {"type": "integer", "minimum": 0}
+CONFESSION = json_body(obj({"confession": ref("Confession")}))
+ADMIN_USER = json_body(obj({"user": obj({"id": {"type": "integer"}, "username": {"type": "string"},
+                                         "is_admin": {"type": "boolean"}})}))
 
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get(f"{PREFIX}/queue", queue_stats)
-    r.add_post(f"{PREFIX}/queue/clean", queue_clean)
-    r.add_post(f"{PREFIX}/queue/retry-failed", queue_retry_failed)
-    r.add_post(f"{PREFIX}/cache/clear", cache_clear)
-    r.add_get(f"{PREFIX}/jobs", jobs)
-    r.add_post(f"{PREFIX}/jobs/{{name}}/run", job_run)
-    r.add_get(f"{PREFIX}/confessions", confessions)
-    r.add_post(f"{PREFIX}/confessions/{ID}/hide", hide)
-    r.add_post(f"{PREFIX}/confessions/{ID}/restore", restore)
-    r.add_post(f"{PREFIX}/users/{{username}}/admin", grant_admin)
-    r.add_delete(f"{PREFIX}/users/{{username}}/admin", revoke_admin)
+def operations(config: Config) -> list[Operation]:
+    def op(method: str, path: str, handler: object, op_id: str, summary: str, ok: dict[str, object],
+           errors: str = "", **kw: object) -> Operation:
+        return Operation(method, PREFIX + path, handler, op_id, "admin", summary, ok,  # type: ignore[arg-type]
+                         " ".join(["401 403", errors]).strip(), auth="required", guard=operator,
+                         **kw)  # type: ignore[arg-type]
+
+    return [
+        op("GET", "/queue", queue_stats, "getQueueStats", "AI job queue counts", {"200": json_body(ref("QueueStats"))}),
+        op("POST", "/queue/clean", queue_clean, "cleanQueue", "Forget finished job records older than grace_seconds",
+           {"200": json_body(obj({"removed": COUNT}))}, "400 413 415 422",
+           body=obj({"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 10**9}})),
+        op("POST", "/queue/retry-failed", queue_retry_failed, "retryFailedJobs", "Queue every failed job again",
+           {"200": json_body(obj({"retried": COUNT}))}),
+        op("POST", "/cache/clear", cache_clear, "clearCache", "Drop cached entries of a scope",
+           {"200": json_body(obj({"cleared": SCOPE}))}, "400 413 415 422", body=obj({"scope": SCOPE})),
+        op("GET", "/jobs", jobs, "listJobs", "Scheduled jobs, their next and last runs",
+           {"200": json_body(obj({"jobs": {"type": "array", "items": ref("Job")}}))}),
+        op("POST", "/jobs/{name}/run", job_run, "runJob", "Run a job now",
+           {"200": json_body(obj({"result": {"type": "object"}}))}, "404"),
+        op("GET", "/confessions", confessions, "listConfessionsByStatus", "Confessions by status, newest first",
+           {"200": json_body(PAGE)}, "422",
+           query=(Param("status", {"type": "string", "enum": ["pending", "rejected", "hidden"]}, required=True),
+                  LIMIT, CURSOR)),
+        op("POST", f"/confessions/{ID}/hide", hide, "hideConfession", "Hide a published confession", CONFESSION, "404"),
+        op("POST", f"/confessions/{ID}/restore", restore, "restoreConfession",
+           "Publish a hidden or rejected confession again", CONFESSION, "404"),
+        op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", ADMIN_USER, "404"),
+        op("DELETE", "/users/{username}/admin", revoke_admin, "revokeAdmin", "Revoke a user's admin rights",
+           ADMIN_USER, "404 409"),
+    ]
 
 
 async def operator(request: web.Request) -> None:
@@ -38,64 +68,64 @@ async def operator(request: web.Request) -> None:
         await auth.admin(request)
 
 
-async def queue_stats(request: web.Request) -> web.Response:
+def admin_json(u: User) -> dict[str, object]:
+    return {"id": u.id, "username": u.username, "is_admin": u.is_admin}
+
+
+async def queue_stats(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     return respond(await request.app[WALL].queue.stats())
 
 
-async def queue_clean(request: web.Request) -> web.Response:
+async def queue_clean(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    grace = (await body(request)).get("grace_seconds")
-    if isinstance(grace, bool) or not isinstance(grace, int) or grace < 0:
-        raise Invalid({"grace_seconds": "an integer of 0 or more"})
-    return respond({"removed": await request.app[WALL].queue.clean(grace)})
+    return respond({"removed": await request.app[WALL].queue.clean(i.body["grace_seconds"])})
 
 
-async def queue_retry_failed(request: web.Request) -> web.Response:
+async def queue_retry_failed(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     return respond({"retried": await request.app[WALL].queue.retry_failed()})
 
 
-async def cache_clear(request: web.Request) -> web.Response:
+async def cache_clear(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    return respond({"cleared": await request.app[WALL].views.clear((await body(request)).get("scope"))})
+    return respond({"cleared": await request.app[WALL].views.clear(i.body["scope"])})
 
 
-async def jobs(request: web.Request) -> web.Response:
+async def jobs(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     return respond({"jobs": await request.app[SCHEDULER].describe()})
 
 
-async def job_run(request: web.Request) -> web.Response:
+async def job_run(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     return respond({"result": await request.app[SCHEDULER].run_now(request.match_info["name"])})
 
 
-async def confessions(request: web.Request) -> web.Response:
+async def confessions(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    page = await request.app[WALL].moderation.by_status(request.query.get("status"), limit_param(request),
-                                             request.query.get("cursor"))
+    page = await request.app[WALL].moderation.by_status(i.query["status"], i.query["limit"], i.query.get("cursor"))
     return respond({"items": [confession_json(c, False, None) | {"rejection_reason": c.rejection_reason}
                               for c in page.items], "next_cursor": page.next_cursor})
 
 
-async def hide(request: web.Request) -> web.Response:
+async def hide(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     c = await request.app[WALL].moderation.hide(int(request.match_info["id"]))
     return respond({"confession": confession_json(c, False, None)})
 
 
-async def restore(request: web.Request) -> web.Response:
+async def restore(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     c = await request.app[WALL].moderation.restore(int(request.match_info["id"]))
     return respond({"confession": confession_json(c, False, None)})
 
 
-async def grant_admin(request: web.Request) -> web.Response:
+async def grant_admin(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    return respond({"user": user_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], True))})
+    return respond({"user": admin_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], True))})
 
 
-async def revoke_admin(request: web.Request) -> web.Response:
+async def revoke_admin(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    return respond({"user": user_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], False))})
+    return respond({"user": admin_json(await request.app[WALL].accounts.set_admin(request.match_info["username"], False))})

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from cwalld import logs, metrics
 from cwalld.config import Config
-from cwalld.http import errors, routes
-from cwalld.http.keys import SCHEDULER, WALL
+from cwalld.http import errors, openapi, routes, schema
+from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
 
@@ -79,5 +79,7 @@ def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     app = web.Application(middlewares=middlewares, client_max_size=config.server.max_body_bytes)
     app[WALL] = wall
     app[SCHEDULER] = scheduler
-    routes.setup(app)
+    operations = routes.operations(config)
+    app[OPENAPI] = openapi.document(operations)
+    schema.add(app, operations)
     return app

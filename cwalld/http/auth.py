@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from cwalld.domain import Forbidden, Unauthorized, User
 from cwalld.http.keys import USER, WALL
+
+
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,256}")  # what secrets.token_urlsafe makes; anything else is no token
 
 
 def bearer(request: web.Request) -> str | None:
@@ -13,7 +18,7 @@ def bearer(request: web.Request) -> str | None:
     if header is None:
         return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() != "bearer" or not TOKEN.fullmatch(token.strip()):
         raise Unauthorized("use 'Authorization: Bearer <token>'")
     return token.strip()
 

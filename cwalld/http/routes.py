@@ -1,4 +1,4 @@
-"""HTTP handlers: parse, call the service, shape JSON. No rules live here."""
+"""HTTP handlers: each an ``Operation`` (what it takes, what it answers), thin over the use cases."""
 
 from __future__ import annotations
 
@@ -8,38 +8,93 @@ import hmac
 from aiohttp import hdrs, web
 
 from cwalld import metrics
+from cwalld.config import Config
 from cwalld.domain import Unauthorized
 from cwalld.http import admin, auth
-from cwalld.http.json import body, limit_param, respond
-from cwalld.http.keys import SCHEDULER, WALL
-from cwalld.http.openapi import document
+from cwalld.http.json import respond
+from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
+from cwalld.http.openapi import NOT_MODIFIED, PAGE, json_body, obj, ref
+from cwalld.http.schema import Input, Operation, Param
 from cwalld.views import Body, confession_json, user_json
 
 ID = r"{id:\d{1,18}}"
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20})
+CURSOR = Param("cursor", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$",
+                          "description": "not a cursor this API returned"},
+               description="next_cursor of the previous page")
+EMPATHY = json_body(obj({"empathy_count": {"type": "integer"}, "empathized": {"type": "boolean"}}))
+AUTH_OK = obj({"token": {"type": "string"}, "user": ref("User")})
+CONFESSION = json_body(obj({"confession": ref("Confession")}))
 
 
-def setup(app: web.Application) -> None:
-    r = app.router
-    r.add_get("/healthz", healthz)
-    r.add_get("/readyz", readyz)
-    r.add_get("/metrics", metrics_endpoint)
-    r.add_get("/api/v1/openapi.json", openapi)
-    r.add_get("/api/v1/categories", categories)
-    r.add_get("/api/v1/stats", stats)
-    r.add_post("/api/v1/auth/register", register)
-    r.add_post("/api/v1/auth/login", login)
-    r.add_post("/api/v1/auth/logout", logout)
-    r.add_get("/api/v1/me", me)
-    r.add_get("/api/v1/me/confessions", my_confessions)
-    r.add_get("/api/v1/confessions", feed)
-    r.add_post("/api/v1/confessions", post_confession)
-    r.add_get("/api/v1/confessions/popular", popular)
-    r.add_get(f"/api/v1/confessions/{ID}", get_confession)
-    r.add_delete(f"/api/v1/confessions/{ID}", delete_confession)
-    r.add_put(f"/api/v1/confessions/{ID}/empathy", empathy_on)
-    r.add_delete(f"/api/v1/confessions/{ID}/empathy", empathy_off)
-    r.add_post(f"/api/v1/confessions/{ID}/report", report)
-    admin.setup(app)
+def operations(config: Config) -> list[Operation]:
+    """Every public operation, its schemas built from the config (categories, length limits)."""
+    categories = [c.slug for c in config.categories]
+    limits = config.limits
+    category = {"type": "string", "enum": categories}
+    return [
+        Operation("GET", "/healthz", healthz, "healthz", "operations", "Liveness",
+                  {"200": json_body(obj({"status": {"const": "ok"}}))}),
+        Operation("GET", "/readyz", readyz, "readyz", "operations", "Readiness: database, Redis, consumers, scheduler",
+                  {"200": json_body(ref("Readiness"), "Ready"), "503": json_body(ref("Readiness"), "Not ready")}),
+        Operation("GET", "/metrics", metrics_endpoint, "metrics", "operations",
+                  "Prometheus metrics (text format); bearer [server].metrics_token if set",
+                  {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}}, "401"),
+        Operation("GET", "/api/v1/openapi.json", openapi, "openapi", "meta", "This document",
+                  {"200": json_body({"type": "object"})}),
+        Operation("GET", "/api/v1/categories", categories_list, "listCategories", "confessions", "Categories",
+                  {"200": json_body(obj({"categories": {"type": "array", "items": obj(
+                      {"slug": {"type": "string"}, "name": {"type": "string"}})}}))}),
+        Operation("GET", "/api/v1/stats", stats, "getStats", "confessions", "Wall statistics (cached; ETag)",
+                  {"200": json_body(ref("Stats")), **NOT_MODIFIED}),
+        Operation("POST", "/api/v1/auth/register", register, "register", "accounts", "Create an account",
+                  {"201": json_body(AUTH_OK, "Created")}, "400 409 413 415 422",
+                  body=obj({"username": {"type": "string", "pattern": "^[a-z0-9_]{3,32}$",
+                                         "description": "3 to 32 characters of a-z, 0-9 and _"},
+                            "password": {"type": "string", "minLength": 8, "maxLength": 1024},
+                            "name": {"type": "string", "maxLength": 64}}, ["username", "password"])),
+        Operation("POST", "/api/v1/auth/login", login, "login", "accounts", "Sign in",
+                  {"200": json_body(AUTH_OK)}, "400 401 413 415 422 429",
+                  body=obj({"username": {"type": "string", "maxLength": 64},
+                            "password": {"type": "string", "maxLength": 1024}})),
+        Operation("POST", "/api/v1/auth/logout", logout, "logout", "accounts", "Sign out (revokes the token)",
+                  {"204": {"description": "Signed out"}}, "401", auth="required", guard=auth.signed_in),
+        Operation("GET", "/api/v1/me", me, "getMe", "accounts", "The signed-in user, with their badges",
+                  {"200": json_body(obj({"user": ref("User")}))}, "401", auth="required", guard=auth.signed_in),
+        Operation("GET", "/api/v1/me/confessions", my_confessions, "listMyConfessions", "confessions",
+                  "Own confessions, every status, newest first", {"200": json_body(PAGE), **NOT_MODIFIED},
+                  "401 422", auth="required", guard=auth.signed_in, query=(LIMIT, CURSOR)),
+        Operation("GET", "/api/v1/confessions", feed, "listConfessions", "confessions",
+                  "Published confessions, newest first (cached; ETag)", {"200": json_body(PAGE), **NOT_MODIFIED},
+                  "401 422", auth="optional", query=(Param("category", category), LIMIT, CURSOR)),
+        Operation("POST", "/api/v1/confessions", post_confession, "postConfession", "confessions",
+                  "Post a confession (queued for an AI reply)",
+                  {"202": json_body(obj({"confession": ref("Confession")}), "Accepted, pending")},
+                  "400 401 413 415 422 429", auth="required", guard=auth.signed_in,
+                  body=obj({"content": {"type": "string", "minLength": limits.content_min, "maxLength": limits.content_max,
+                                        "description": f"{limits.content_min} to {limits.content_max} characters, "
+                                                       "counted after trimming; no control characters"},
+                            "category": category, "anonymous": {"type": "boolean", "default": True}},
+                           ["content", "category"])),
+        Operation("GET", "/api/v1/confessions/popular", popular, "listPopular", "confessions",
+                  "Popular confessions, most empathy first (cached; ETag)",
+                  {"200": json_body(obj({"items": {"type": "array", "items": ref("Confession")}})), **NOT_MODIFIED},
+                  "401 422", auth="optional", query=(LIMIT,)),
+        Operation("GET", f"/api/v1/confessions/{ID}", get_confession, "getConfession", "confessions",
+                  "One confession (published, or your own)", CONFESSION, "401 404", auth="optional"),
+        Operation("DELETE", f"/api/v1/confessions/{ID}", delete_confession, "deleteConfession", "confessions",
+                  "Delete (author or admin)", {"204": {"description": "Deleted"}}, "401 403 404", auth="required", guard=auth.signed_in),
+        Operation("PUT", f"/api/v1/confessions/{ID}/empathy", empathy_on, "giveEmpathy", "confessions",
+                  "Give empathy (idempotent)", {"200": EMPATHY}, "401 404", auth="required", guard=auth.signed_in),
+        Operation("DELETE", f"/api/v1/confessions/{ID}/empathy", empathy_off, "takeEmpathyBack", "confessions",
+                  "Take empathy back (idempotent)", {"200": EMPATHY}, "401 404", auth="required", guard=auth.signed_in),
+        Operation("POST", f"/api/v1/confessions/{ID}/report", report, "reportConfession", "confessions",
+                  "Report a published confession (once per user; enough reports hide it)",
+                  {"202": json_body(obj({"reported": {"const": True}}), "Accepted")}, "400 401 404 413 415 422",
+                  auth="required", guard=auth.signed_in, body=obj({"reason": {"type": "string", "maxLength": 500}}, []),
+                  body_required=False),
+        *admin.operations(config),
+    ]
 
 
 # --- shaping ---
@@ -52,11 +107,11 @@ def id_param(request: web.Request) -> int:
 # --- public ---
 
 
-async def healthz(request: web.Request) -> web.Response:
+async def healthz(request: web.Request, i: Input) -> web.Response:
     return respond({"status": "ok"})
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: web.Request, i: Input) -> web.Response:
     """Ready to serve: the database answers, Redis (if configured) answers, consumers and the
     scheduler run. 503 otherwise, with what is wrong."""
     wall, scheduler = request.app[WALL], request.app[SCHEDULER]
@@ -79,10 +134,11 @@ async def readyz(request: web.Request) -> web.Response:
     return respond(state, status=200 if ready else 503)
 
 
-async def metrics_endpoint(request: web.Request) -> web.Response:
+async def metrics_endpoint(request: web.Request, i: Input) -> web.Response:
     wall = request.app[WALL]
     token = wall.config.server.metrics_token
-    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+    sent = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")  # any bytes a client sent
+    if token and not hmac.compare_digest(sent, f"Bearer {token}".encode()):
         raise Unauthorized("metrics need the metrics token")
     try:
         queue = await wall.queue.stats()
@@ -93,11 +149,11 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
 
 
-async def openapi(request: web.Request) -> web.Response:
-    return respond(document())
+async def openapi(request: web.Request, i: Input) -> web.Response:
+    return respond(request.app[OPENAPI])
 
 
-async def categories(request: web.Request) -> web.Response:
+async def categories_list(request: web.Request, i: Input) -> web.Response:
     return respond({"categories": [{"slug": s, "name": n} for s, n in request.app[WALL].confessions.categories.items()]})
 
 
@@ -109,22 +165,22 @@ def send(request: web.Request, b: Body) -> web.Response:
     return web.Response(body=b.data, content_type="application/json", headers=headers)
 
 
-async def stats(request: web.Request) -> web.Response:
+async def stats(request: web.Request, i: Input) -> web.Response:
     return send(request, await request.app[WALL].views.stats())
 
 
-async def feed(request: web.Request) -> web.Response:
+async def feed(request: web.Request, i: Input) -> web.Response:
     viewer = await auth.viewer(request)
-    return send(request, await request.app[WALL].views.feed(
-        viewer, request.query.get("category"), limit_param(request), request.query.get("cursor")))
+    return send(request, await request.app[WALL].views.feed(viewer, i.query.get("category"), i.query["limit"],
+                                                            i.query.get("cursor")))
 
 
-async def popular(request: web.Request) -> web.Response:
+async def popular(request: web.Request, i: Input) -> web.Response:
     viewer = await auth.viewer(request)
-    return send(request, await request.app[WALL].views.popular(viewer, limit_param(request)))
+    return send(request, await request.app[WALL].views.popular(viewer, i.query["limit"]))
 
 
-async def get_confession(request: web.Request) -> web.Response:
+async def get_confession(request: web.Request, i: Input) -> web.Response:
     viewer = await auth.viewer(request)
     c, marked = await request.app[WALL].confessions.get(viewer, id_param(request))
     return respond({"confession": confession_json(c, marked, viewer)})
@@ -133,61 +189,57 @@ async def get_confession(request: web.Request) -> web.Response:
 # --- accounts ---
 
 
-async def register(request: web.Request) -> web.Response:
-    data = await body(request)
-    token, user = await request.app[WALL].accounts.register(data.get("username"), data.get("password"), data.get("name"))
+async def register(request: web.Request, i: Input) -> web.Response:
+    token, user = await request.app[WALL].accounts.register(i.body["username"], i.body["password"], i.body.get("name"))
     return respond({"token": token, "user": user_json(user)}, status=201)
 
 
-async def login(request: web.Request) -> web.Response:
-    data = await body(request)
-    token, user = await request.app[WALL].accounts.login(data.get("username"), data.get("password"))
+async def login(request: web.Request, i: Input) -> web.Response:
+    token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"])
     return respond({"token": token, "user": user_json(user)})
 
 
-async def logout(request: web.Request) -> web.Response:
+async def logout(request: web.Request, i: Input) -> web.Response:
     await auth.signed_in(request)
     await request.app[WALL].accounts.logout(auth.bearer(request) or "")
     return web.Response(status=204)
 
 
-async def me(request: web.Request) -> web.Response:
+async def me(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
     return respond({"user": user_json(await request.app[WALL].accounts.profile(user))})
 
 
-async def my_confessions(request: web.Request) -> web.Response:
+async def my_confessions(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
-    return send(request, await request.app[WALL].views.mine(user, limit_param(request), request.query.get("cursor")))
+    return send(request, await request.app[WALL].views.mine(user, i.query["limit"], i.query.get("cursor")))
 
 
 # --- signed in ---
 
 
-async def post_confession(request: web.Request) -> web.Response:
+async def post_confession(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
-    data = await body(request)
-    c = await request.app[WALL].confessions.post(user, data.get("content"), data.get("category"), data.get("anonymous", True))
+    c = await request.app[WALL].confessions.post(user, i.body["content"], i.body["category"], i.body.get("anonymous", True))
     return respond({"confession": confession_json(c, False, user)}, status=202)
 
 
-async def delete_confession(request: web.Request) -> web.Response:
+async def delete_confession(request: web.Request, i: Input) -> web.Response:
     await request.app[WALL].confessions.delete(await auth.signed_in(request), id_param(request))
     return web.Response(status=204)
 
 
-async def empathy_on(request: web.Request) -> web.Response:
+async def empathy_on(request: web.Request, i: Input) -> web.Response:
     count = await request.app[WALL].confessions.empathy(await auth.signed_in(request), id_param(request), True)
     return respond({"empathy_count": count, "empathized": True})
 
 
-async def empathy_off(request: web.Request) -> web.Response:
+async def empathy_off(request: web.Request, i: Input) -> web.Response:
     count = await request.app[WALL].confessions.empathy(await auth.signed_in(request), id_param(request), False)
     return respond({"empathy_count": count, "empathized": False})
 
 
-async def report(request: web.Request) -> web.Response:
+async def report(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
-    reason = (await body(request)).get("reason") if request.can_read_body else None
-    await request.app[WALL].confessions.report(user, id_param(request), reason)
+    await request.app[WALL].confessions.report(user, id_param(request), i.body.get("reason"))
     return respond({"reported": True}, status=202)

@@ -1,0 +1,124 @@
+"""Hostile input is normal input: every request the attacker's run answered with a 500 now gets
+a clear 4xx in the usual error shape (issue 11 §1), checked through the one schema mechanism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cwalld.accounts import create_user
+from cwalld.http.keys import WALL
+from tests.conftest import Api, test_config
+
+
+async def admin_token(api: Api) -> str:
+    await create_user(api.c.app[WALL].storage, "patron", "password123", admin=True)
+    r = await api.c.post("/api/v1/auth/login", json={"username": "patron", "password": "password123"})
+    return str((await r.json())["token"])
+
+
+async def expect_4xx(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    body = await r.json()
+    assert r.status == status, (r.status, body)
+    assert set(body["error"]) >= {"code", "message"}
+    if code:
+        assert body["error"]["code"] == code
+    return dict(body)
+
+
+@pytest.mark.parametrize("category", [["love"], {}, 7, None, True])
+async def test_a_category_of_the_wrong_type_is_a_422(api: Api, category: Any) -> None:
+    token = await api.register()
+    r = await api.c.post("/api/v1/confessions", json={"content": "Bir itiraf metni burada.", "category": category},
+                         headers=api.auth(token))
+    body = await expect_4xx(r, 422, "validation_error")
+    assert "category" in body["error"]["fields"]
+
+
+@pytest.mark.parametrize("scope", [["x"], {}, 1, None])
+async def test_a_cache_scope_of_the_wrong_type_is_a_422(api: Api, scope: Any) -> None:
+    token = await admin_token(api)
+    r = await api.c.post("/api/v1/admin/cache/clear", json={"scope": scope}, headers=api.auth(token))
+    assert "scope" in (await expect_4xx(r, 422))["error"]["fields"]
+
+
+@pytest.mark.parametrize("limit", ["²", "٣", "9" * 5000, "-1", "0", "51", "1.5", ""])
+async def test_a_limit_that_is_not_a_small_integer_is_a_422(api: Api, limit: str) -> None:
+    token = await api.register()
+    admin = await admin_token(api)
+    for path, who in (("/api/v1/confessions", token), ("/api/v1/confessions/popular", token),
+                      ("/api/v1/me/confessions", token), ("/api/v1/admin/confessions?status=pending", admin)):
+        sep = "&" if "?" in path else "?"
+        r = await api.c.get(f"{path}{sep}limit={limit}", headers=api.auth(who))
+        assert "limit" in (await expect_4xx(r, 422))["error"]["fields"], path
+
+
+async def test_a_cursor_whose_id_overflows_64_bits_is_a_422(api: Api) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(b"2026-01-01T00:00:00.000000Z|" + b"9" * 30).decode().rstrip("=")
+    r = await api.c.get(f"/api/v1/confessions?cursor={forged}")
+    assert "cursor" in (await expect_4xx(r, 422))["error"]["fields"]
+
+
+async def test_a_non_utf8_bearer_token_is_a_401_everywhere(api: Api, tmp_path: Path, make_client: Any) -> None:
+    for path in ("/api/v1/confessions", "/api/v1/me", "/api/v1/confessions/popular"):
+        r = await api.c.get(path, headers={"Authorization": "Bearer caf\udce9-x".encode("utf-8", "surrogateescape")
+                                           .decode("latin-1")})
+        await expect_4xx(r, 401, "unauthorized")
+    guarded = Api(await make_client(test_config(tmp_path / "m", server={"metrics_token": "s3cret"})))
+    r = await guarded.c.get("/metrics", headers={"Authorization": "Bearer ş\xe9"})
+    await expect_4xx(r, 401)
+
+
+async def test_empty_cursor_and_category_are_422_as_the_document_says(api: Api) -> None:
+    doc = await (await api.c.get("/api/v1/openapi.json")).json()
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/api/v1/confessions"]["get"]["parameters"]}
+    assert params["cursor"]["minLength"] == 1 and "" not in params["category"]["enum"]
+    for query in ("cursor=", "category="):
+        await expect_4xx(await api.c.get(f"/api/v1/confessions?{query}"), 422)
+
+
+async def test_report_needs_no_body_as_the_document_says(api: Api) -> None:
+    doc = await (await api.c.get("/api/v1/openapi.json")).json()
+    assert doc["paths"]["/api/v1/confessions/{id}/report"]["post"]["requestBody"]["required"] is False
+    author, reader = await api.register(), await api.register()
+    cid = (await (await api.post(author)).json())["confession"]["id"]
+    await api.wait_status(cid, author)
+    r = await api.c.post(f"/api/v1/confessions/{cid}/report", headers=api.auth(reader))
+    assert r.status == 202
+
+
+async def test_name_null_and_empty_content_follow_the_document(api: Api) -> None:
+    r = await api.c.post("/api/v1/auth/register", json={"username": "adsiz", "password": "password123", "name": None})
+    assert "name" in (await expect_4xx(r, 422))["error"]["fields"]
+    doc = await (await api.c.get("/api/v1/openapi.json")).json()
+    content = doc["paths"]["/api/v1/confessions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert content["properties"]["content"]["minLength"] == 10
+
+
+async def test_every_operation_has_an_id_and_a_tag(api: Api) -> None:
+    doc = await (await api.c.get("/api/v1/openapi.json")).json()
+    ids = [op["operationId"] for path in doc["paths"].values() for op in path.values()]
+    assert len(ids) == len(set(ids)) and all(ids)
+    assert all(op["tags"] for path in doc["paths"].values() for op in path.values())
+    assert "required" in doc["components"]["schemas"]["Confession"]
+
+
+async def test_a_latin1_body_is_a_415(api: Api) -> None:
+    token = await api.register()
+    r = await api.c.post("/api/v1/confessions", data='{"content": "Bir itiraf metni.", "category": "love"}'.encode("latin-1"),
+                         headers={**api.auth(token), "Content-Type": "application/json; charset=latin-1"})
+    await expect_4xx(r, 415, "unsupported_media_type")
+
+
+async def test_admin_answers_carry_no_badges(api: Api) -> None:
+    """A badge's awarded_at equals the popular run that marked one anonymous confession: shown
+    to an admin beside the username, it names the author (issue 11 §3)."""
+    admin = await admin_token(api)
+    await api.register("rozetli")
+    r = await api.c.post("/api/v1/admin/users/rozetli/admin", headers=api.auth(admin))
+    user = (await r.json())["user"]
+    assert r.status == 200 and "badges" not in user and "created_at" not in user
