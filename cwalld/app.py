@@ -27,6 +27,7 @@ from cwalld.ai import AI
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
 from cwalld.config import Config, ConfigError
+from cwalld.http.serverlog import ServerLog
 from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
@@ -217,7 +218,7 @@ async def serve(config: Config) -> None:
     notify = Notifier()
     app = build(config)
     daemon = app[DAEMON]
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, logger=ServerLog())
     try:
         await runner.setup()
     except StartFailed:

@@ -216,12 +216,16 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
 
 
 async def user_admin(cfg: Config, username: str, on: bool) -> int:
+    from cwalld.domain import DomainError
     from cwalld.storage.sqlite import SQLiteStorage
 
     storage = SQLiteStorage(cfg.storage.path)
     await storage.open()
     try:
         user = await storage.set_admin(username, on)
+    except DomainError as e:  # the last admin
+        print(f"cwalld: {e.message}", file=sys.stderr)
+        return 1
     finally:
         await storage.close()
     if user is None:

@@ -114,6 +114,12 @@ class StorageUnavailable(DomainError):
     retry_after = 5
 
 
+class LastAdmin(DomainError):
+    """Revoking these rights would leave the wall with no admin."""
+
+    code = "last_admin"
+
+
 class TooMany(DomainError):
     """A limit was hit; ``retry_after`` seconds until it frees up."""
 
@@ -126,7 +132,32 @@ class TooMany(DomainError):
 # --- validation ---
 
 USERNAME = re.compile(r"[a-z0-9_]{3,32}")
-_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _char_class(codes: list[int]) -> str:
+    """A regex character class body for ``codes``, as escapes (ranges merged)."""
+    out, i = [], 0
+    while i < len(codes):
+        j = i
+        while j + 1 < len(codes) and codes[j + 1] == codes[j] + 1:
+            j += 1
+        a, b = (f"\\U{c:08x}" for c in (codes[i], codes[j]))
+        out.append(a if i == j else f"{a}-{b}")
+        i = j + 1
+    return "".join(out)
+
+
+_ZW = (0x200C, 0x200D)  # ZWNJ, ZWJ: needed inside words and emoji, invisible alone
+_FORMAT = [c for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf" and c not in _ZW]
+_CONTROLS = [c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)] + list(range(0x7F, 0xA0)) + [0x2028, 0x2029]
+_BAD = _char_class(sorted(_CONTROLS + _FORMAT))  # never in a confession: controls, bidi and other Cf
+_EDGE = _char_class(sorted(set(_CONTROLS + _FORMAT + list(_ZW))))
+CONTENT_PATTERN = rf"^[^\s{_EDGE}](?:[^{_BAD}]*[^\s{_EDGE}])?$"
+"""What a confession may be, said once: published as the schema's pattern, checked here. No
+whitespace or invisible character at either end; no control character (tab and newlines aside),
+no bidi override or isolate, no other invisible format character (ZWJ/ZWNJ inside the text
+aside, for scripts and emoji that need them)."""
+_CONTENT = re.compile(CONTENT_PATTERN)
 
 
 def check_username(value: object) -> str:
@@ -144,12 +175,13 @@ def check_password(value: object) -> str:
 
 
 def clean_content(value: object, min_chars: int, max_chars: int) -> str:
-    """Trim, NFC-normalise, refuse control characters (newlines and tabs aside), bound length."""
+    """Check ``value`` as sent (length, ``CONTENT_PATTERN``), then store it NFC-normalised with
+    newlines and tabs made plain. The rules are the published schema's, exactly."""
     if not isinstance(value, str):
         raise Invalid({"content": "must be a string"})
-    text = unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\t", " ")).strip()
-    if _CONTROL.search(text):
-        raise Invalid({"content": "must not contain control characters"})
-    if not min_chars <= len(text) <= max_chars:
+    if not min_chars <= len(value) <= max_chars:
         raise Invalid({"content": f"must be {min_chars} to {max_chars} characters"})
-    return text
+    if not _CONTENT.match(value):
+        raise Invalid({"content": "no space or invisible character at either end, and no control, "
+                                  "bidi or other invisible format characters"})
+    return unicodedata.normalize("NFC", value.replace("\r\n", "\n").replace("\t", " "))

@@ -107,12 +107,14 @@ async def test_not_found_and_method_not_allowed(api: Api) -> None:
     assert "POST" in r.headers["Allow"]
 
 
-async def test_content_is_trimmed_and_normalised(api: Api) -> None:
+async def test_content_is_normalised_and_surrounding_space_refused(api: Api) -> None:
+    """Checked as sent (so the published schema is exact), stored NFC with plain newlines."""
     token = await api.register()
-    r = await api.post(token, content="  Cafe\u0301de buluştuk\r\nve konuştuk.  ")
+    r = await api.post(token, content="Cafe\u0301de buluştuk\r\nve konuştuk.")
     assert r.status == 202
     c = (await r.json())["confession"]
     assert c["content"] == "Caf\u00e9de buluştuk\nve konuştuk." and c["status"] == "pending"
+    assert (await api.post(token, content="  Kenarlarında boşluk olan itiraf.  ")).status == 422
 
 
 async def test_confession_lifecycle_and_feed(api: Api) -> None:

@@ -122,3 +122,55 @@ async def test_admin_answers_carry_no_badges(api: Api) -> None:
     r = await api.c.post("/api/v1/admin/users/rozetli/admin", headers=api.auth(admin))
     user = (await r.json())["user"]
     assert r.status == 200 and "badges" not in user and "created_at" not in user
+
+
+async def test_the_last_admin_cannot_revoke_their_own_rights(api: Api) -> None:
+    """A fuzzer did it and every later admin call got 403: the wall had no admin left."""
+    admin = await admin_token(api)
+    await expect_4xx(await api.c.delete("/api/v1/admin/users/patron/admin", headers=api.auth(admin)), 409, "last_admin")
+    assert (await api.c.get("/api/v1/admin/queue", headers=api.auth(admin))).status == 200
+    await api.register("ikinci")
+    assert (await api.c.post("/api/v1/admin/users/ikinci/admin", headers=api.auth(admin))).status == 200
+    r = await api.c.delete("/api/v1/admin/users/patron/admin", headers=api.auth(admin))
+    assert r.status == 200 and (await r.json())["user"]["is_admin"] is False  # another admin remains
+
+
+@pytest.mark.parametrize("content", ["\u200b" * 11, "Ters yazı \u202eiştiraf\u202c burada", "  önde boşluk var",
+                                     "sonda boşluk var  ", "kontrol\x07karakteri var"])
+async def test_invisible_bidi_and_control_characters_are_refused(api: Api, content: str) -> None:
+    token = await api.register()
+    r = await api.post(token, content=content)
+    assert "content" in (await expect_4xx(r, 422))["error"]["fields"]
+
+
+async def test_emoji_with_zwj_and_newlines_are_welcome(api: Api) -> None:
+    token = await api.register()
+    r = await api.post(token, content="Ailemle barıştım 👨\u200d👩\u200d👧\r\nÇok mutluyum.")
+    assert r.status == 202
+    assert (await r.json())["confession"]["content"] == "Ailemle barıştım 👨\u200d👩\u200d👧\nÇok mutluyum."
+
+
+async def test_malformed_requests_are_one_rate_limited_line_not_tracebacks(tmp_path: Path, daemons: Any) -> None:
+    """Each malformed HTTP request wrote a full ERROR traceback (2,000 → 1 MB of log): now one
+    bad_request warning a second at most, with how many were suppressed."""
+    import asyncio
+
+    d = daemons(tmp_path)
+    await d.start()
+    before = d.log.stat().st_size
+
+    async def bad(i: int) -> None:
+        _, w = await asyncio.open_connection("127.0.0.1", d.port)
+        w.write(b"GET /api/v1/confessions HTTP/1.1\r\nHost: x\r\nX-Bad: \x00" + str(i).encode() + b"\r\n\r\n")
+        await w.drain()
+        w.close()
+
+    for start in range(0, 2000, 100):
+        await asyncio.gather(*(bad(i) for i in range(start, start + 100)))
+    await asyncio.sleep(1.2)
+    await bad(0)  # a later one is told again, with the count of those held back
+    await asyncio.sleep(0.3)
+    log = d.log.read_text()[before:]
+    lines = [line for line in log.splitlines() if '"bad_request"' in line]
+    assert "Traceback" not in log and 1 <= len(lines) <= 6, log[:2000]
+    assert '"suppressed":' in lines[-1] and len(log) < 5000, len(log)

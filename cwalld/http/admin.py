@@ -54,12 +54,12 @@ def operations(config: Config) -> list[Operation]:
            {"200": json_body(PAGE)}, "422",
            query=(Param("status", {"type": "string", "enum": ["pending", "rejected", "hidden"]}, required=True),
                   LIMIT, CURSOR)),
-        op("POST", f"/confessions/{ID}/hide", hide, "hideConfession", "Hide a published confession", CONFESSION, "404"),
+        op("POST", f"/confessions/{ID}/hide", hide, "hideConfession", "Hide a published confession", {"200": CONFESSION}, "404"),
         op("POST", f"/confessions/{ID}/restore", restore, "restoreConfession",
-           "Publish a hidden or rejected confession again", CONFESSION, "404"),
-        op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", ADMIN_USER, "404"),
+           "Publish a hidden or rejected confession again", {"200": CONFESSION}, "404"),
+        op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", {"200": ADMIN_USER}, "404"),
         op("DELETE", "/users/{username}/admin", revoke_admin, "revokeAdmin", "Revoke a user's admin rights",
-           ADMIN_USER, "404 409"),
+           {"200": ADMIN_USER}, "404 409"),
     ]
 
 

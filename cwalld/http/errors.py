@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from cwalld.domain import (
-    DomainError, Forbidden, Invalid, NotFound, StorageUnavailable, TooMany, Unauthorized, UsernameTaken,
+    DomainError, Forbidden, Invalid, LastAdmin, NotFound, StorageUnavailable, TooMany, Unauthorized, UsernameTaken,
 )
 
 log = structlog.get_logger("cwalld.http")
@@ -33,7 +33,7 @@ CODES = {
     503: "unavailable",
 }
 STATUS = {Invalid: 422, NotFound: 404, Forbidden: 403, Unauthorized: 401, UsernameTaken: 409, TooMany: 429,
-          StorageUnavailable: 503}
+          StorageUnavailable: 503, LastAdmin: 409}
 
 
 class ApiError(Exception):
@@ -85,5 +85,8 @@ def to_response(request: web.Request, exc: Exception) -> web.Response:
         message = {404: "no such resource", 405: f"{request.method} is not allowed here",
                    413: "request body too large"}.get(exc.status, exc.reason)
         return error_response(exc.status, CODES.get(exc.status, "error"), message, **extra)
+    if isinstance(exc, ConnectionError):  # the client went away mid-request
+        log.debug("client_disconnected", method=request.method, path=request.path)
+        return error_response(400, "client_disconnected", "the connection closed before the request was read")
     log.error("unhandled_error", method=request.method, path=request.path, exc_info=exc)
     return error_response(500, "internal", "internal error")

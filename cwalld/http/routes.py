@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.config import Config
-from cwalld.domain import Unauthorized
+from cwalld.domain import CONTENT_PATTERN, Unauthorized
 from cwalld.http import admin, auth
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
@@ -72,8 +72,10 @@ def operations(config: Config) -> list[Operation]:
                   {"202": json_body(obj({"confession": ref("Confession")}), "Accepted, pending")},
                   "400 401 413 415 422 429", auth="required", guard=auth.signed_in,
                   body=obj({"content": {"type": "string", "minLength": limits.content_min, "maxLength": limits.content_max,
-                                        "description": f"{limits.content_min} to {limits.content_max} characters, "
-                                                       "counted after trimming; no control characters"},
+                                        "pattern": CONTENT_PATTERN,
+                                        "description": f"{limits.content_min} to {limits.content_max} characters; no "
+                                                       "space or invisible character at either end; no control, bidi "
+                                                       "or other invisible format characters"},
                             "category": category, "anonymous": {"type": "boolean", "default": True}},
                            ["content", "category"])),
         Operation("GET", "/api/v1/confessions/popular", popular, "listPopular", "confessions",
@@ -81,7 +83,7 @@ def operations(config: Config) -> list[Operation]:
                   {"200": json_body(obj({"items": {"type": "array", "items": ref("Confession")}})), **NOT_MODIFIED},
                   "401 422", auth="optional", query=(LIMIT,)),
         Operation("GET", f"/api/v1/confessions/{ID}", get_confession, "getConfession", "confessions",
-                  "One confession (published, or your own)", CONFESSION, "401 404", auth="optional"),
+                  "One confession (published, or your own)", {"200": CONFESSION}, "401 404", auth="optional"),
         Operation("DELETE", f"/api/v1/confessions/{ID}", delete_confession, "deleteConfession", "confessions",
                   "Delete (author or admin)", {"204": {"description": "Deleted"}}, "401 403 404", auth="required", guard=auth.signed_in),
         Operation("PUT", f"/api/v1/confessions/{ID}/empathy", empathy_on, "giveEmpathy", "confessions",

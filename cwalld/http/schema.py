@@ -23,7 +23,7 @@ from cwalld.http.errors import ApiError
 Schema = dict[str, Any]
 _TYPES: dict[str, Callable[[Any], bool]] = {
     "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
     "object": lambda v: isinstance(v, dict),
@@ -70,7 +70,8 @@ class Operation:
 
 
 def check(schema: Schema, value: Any) -> str | None:
-    """Why ``value`` does not fit ``schema`` (the subset cwalld uses), or None."""
+    """Why ``value`` does not fit ``schema`` (the subset cwalld uses), or None. As JSON Schema
+    says, 135.0 is an integer (``body`` then hands it on as 135)."""
     kinds = schema.get("type")
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else kinds
@@ -162,7 +163,11 @@ async def parse_body(op: Operation, request: web.Request) -> dict[str, Any]:
                 errors[name] = problem
     if errors:
         raise Invalid(errors)
-    return {name: data[name] for name in properties if name in data}
+    return {name: _plain(properties[name], data[name]) for name in properties if name in data}
+
+
+def _plain(schema: Schema, value: Any) -> Any:
+    return int(value) if schema.get("type") == "integer" and isinstance(value, float) else value
 
 
 def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

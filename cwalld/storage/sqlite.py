@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from cwalld.config import Config
-from cwalld.domain import PENDING, PUBLISHED, Author, Badge, Confession, User, UsernameTaken, iso_after, now
+from cwalld.domain import (
+    PENDING, PUBLISHED, Author, Badge, Confession, LastAdmin, User, UsernameTaken, iso_after, now,
+)
 from cwalld.storage import Cursor
 from cwalld.storage.thread import SQLiteThread
 
@@ -337,8 +339,15 @@ class SQLiteStorage:
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
     async def set_admin(self, username: str, on: bool) -> User | None:
-        cur = await self.w.execute("UPDATE users SET is_admin = ? WHERE username = ?", (int(on), username))
+        """None if there is no such user; ``LastAdmin`` if revoking would leave no admin (one
+        statement, so two admins revoking each other at once cannot both succeed)."""
+        cur = await self.w.execute(
+            "UPDATE users SET is_admin = ? WHERE username = ?"
+            " AND (? OR is_admin = 0 OR (SELECT count(*) FROM users WHERE is_admin = 1) > 1)",
+            (int(on), username, int(on)))
         if cur.rowcount != 1:
+            if await self.credentials(username) is not None:
+                raise LastAdmin("the wall must keep at least one admin")
             return None
         found = await self.credentials(username)
         return found[0] if found else None
