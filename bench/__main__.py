@@ -147,13 +147,14 @@ def deep_cursor(db: str, depth: int) -> str:
     """The cursor a client holds after paging ``depth`` items into the feed."""
     import sqlite3
 
-    from cwalld.confessions import encode_cursor
+    from cwalld.confessions import Cursors
 
     with sqlite3.connect(db) as conn:
         published_at, ident = conn.execute(
             "SELECT published_at, id FROM confessions WHERE status = 'published'"
             " ORDER BY published_at DESC, id DESC LIMIT 1 OFFSET ?", (depth,)).fetchone()
-    return encode_cursor((published_at, ident))
+        (key,) = conn.execute("SELECT value FROM meta WHERE key = 'cursor_key'").fetchone()  # the daemon made it
+    return Cursors(key.encode()).encode((published_at, ident))
 
 
 async def time_popular(db: str) -> float:

@@ -55,7 +55,7 @@ def make_cache(config: Config) -> Cache:
         from cwalld.cache.redis import RedisCache
 
         return Cache(RedisCache(config.redis.url, config.redis.prefix))
-    return Cache(LocalCache(config.cache.max_entries))
+    return Cache(LocalCache(config.cache.max_entries, config.cache.max_bytes))
 
 
 @dataclass
@@ -101,6 +101,7 @@ def build(config: Config) -> web.Application:
                 await storage.open()
             except (OSError, sqlite3.Error) as e:
                 raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
+            await wall.open()
             queue.on_recovered = lambda: _background(wall.jobs.requeue_pending(), "requeue_failed")
             await queue.start(wall.replies)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))

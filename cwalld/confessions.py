@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -15,7 +17,7 @@ import structlog
 
 from cwalld import domain
 from cwalld.config import Config
-from cwalld.domain import DELETED, PUBLISHED, Confession, Invalid, NotFound, TooMany, User
+from cwalld.domain import DELETED, PUBLISHED, Confession, Invalid, InvalidCursor, NotFound, TooMany, User
 from cwalld.events import Event, Events
 from cwalld.queue import JobQueue
 from cwalld.storage import Cursor, Storage
@@ -33,8 +35,9 @@ class Page:
 
 
 class Confessions:
-    def __init__(self, config: Config, storage: Storage, queue: JobQueue, events: Events) -> None:
+    def __init__(self, config: Config, storage: Storage, queue: JobQueue, events: Events, cursors: Cursors) -> None:
         self.config, self.storage, self.queue, self.events = config, storage, queue, events
+        self.cursors = cursors
 
     @property
     def categories(self) -> dict[str, str]:
@@ -73,7 +76,7 @@ class Confessions:
         """A shared page: the caller's own empathies are overlaid by views, not read here."""
         if category is not None and category not in self.categories:
             raise Invalid({"category": "one of " + ", ".join(self.categories)})
-        items = await self.storage.feed(category, limit + 1, decode_cursor(cursor))
+        items = await self.storage.feed(category, limit + 1, self.cursors.decode(cursor))
         return await self._page(items, limit, lambda c: (c.published_at or "", c.id))
 
     async def popular(self, limit: int) -> Page:
@@ -81,14 +84,14 @@ class Confessions:
 
     async def mine(self, user: User, limit: int, cursor: str | None) -> Page:
         """The author's own list, anonymous ones included, with their own name on every item."""
-        items = await self.storage.by_author(user.id, limit + 1, decode_cursor(cursor))
+        items = await self.storage.by_author(user.id, limit + 1, self.cursors.decode(cursor))
         page = await self._page(items, limit, lambda c: (c.created_at, c.id), user)
         return Page([with_author(c, user) for c in page.items], page.empathized, page.next_cursor)
 
     async def _page(self, items: list[Confession], limit: int, key: Callable[[Confession], Cursor] | None,
                     viewer: User | None = None) -> Page:
         marks = await self.storage.empathized(viewer.id, [c.id for c in items[:limit]]) if viewer else set()
-        return paged(items, limit, key, marks)
+        return paged(items, limit, key, self.cursors, marks)
 
     async def get(self, viewer: User | None, confession_id: int) -> tuple[Confession, bool]:
         c = await self.storage.confession(confession_id)
@@ -131,10 +134,10 @@ class Confessions:
             await self.events.emit(Event("confession_hidden", confession_id, c.category if c else None))
 
 
-def paged(items: list[Confession], limit: int, key: Callable[[Confession], Cursor] | None,
+def paged(items: list[Confession], limit: int, key: Callable[[Confession], Cursor] | None, cursors: Cursors,
           empathized: set[int] | None = None) -> Page:
     """The first ``limit`` of ``items`` (read one more than asked), and a cursor if there are more."""
-    next_cursor = encode_cursor(key(items[limit - 1])) if key and len(items) > limit else None
+    next_cursor = cursors.encode(key(items[limit - 1])) if key and len(items) > limit else None
     return Page(items[:limit], empathized or set(), next_cursor)
 
 
@@ -143,17 +146,34 @@ def with_author(c: Confession, user: User) -> Confession:
     return replace(c, author=user.as_author)
 
 
-def encode_cursor(key: Cursor) -> str:
-    return base64.urlsafe_b64encode(f"{key[0]}|{key[1]}".encode()).decode().rstrip("=")
+class Cursors:
+    """Opaque, signed page positions: ``base64(position).base64(HMAC)``. A cursor the API did not
+    issue is refused before any cache or query sees it — so a client cannot make the server
+    compute and cache a new page per forged position."""
+
+    def __init__(self, key: bytes = b"") -> None:
+        self.key = key  # set by Wall.open from the database: every process signs and checks alike
+
+    def _sign(self, payload: bytes) -> str:
+        return _b64(hmac.new(self.key, payload, hashlib.sha256).digest()[:16])
+
+    def encode(self, position: Cursor) -> str:
+        payload = f"{position[0]}|{position[1]}".encode()
+        return f"{_b64(payload)}.{self._sign(payload)}"
+
+    def decode(self, cursor: str | None) -> Cursor | None:
+        if cursor is None:
+            return None
+        try:
+            body, _, mac = cursor.partition(".")
+            payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            if not hmac.compare_digest(mac.encode(), self._sign(payload).encode()):
+                raise ValueError
+            ts, _, ident = payload.decode().partition("|")
+            return ts, int(ident)
+        except (ValueError, binascii.Error, UnicodeDecodeError):
+            raise InvalidCursor() from None
 
 
-def decode_cursor(cursor: str | None) -> Cursor | None:
-    if cursor is None:
-        return None
-    try:
-        ts, _, ident = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
-        if len(ts) != 27 or not ident.isascii() or not ident.isdigit() or len(ident) > 18:
-            raise ValueError
-        return ts, int(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Invalid({"cursor": "not a cursor this API returned"}) from None
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")

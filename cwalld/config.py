@@ -94,6 +94,7 @@ class Limits:
 class Cache:
     enabled: bool = True
     max_entries: int = 10000
+    max_bytes: int = 64 * 2**20
     feed_ttl: float = 300.0
     popular_ttl: float = 3600.0
     stats_ttl: float = 3600.0
@@ -328,6 +329,7 @@ def _check(cfg: Config) -> None:
     need(1 <= cfg.limits.content_min <= cfg.limits.content_max, "limits.content_min",
          "must be at least 1 and not above limits.content_max")
     need(cfg.cache.max_entries >= 1, "cache.max_entries", "must be at least 1")
+    need(cfg.cache.max_bytes >= 2**16, "cache.max_bytes", "must be at least 65536")
     for key in ("feed_ttl", "popular_ttl", "stats_ttl", "ai_response_ttl"):
         need(getattr(cfg.cache, key) > 0, f"cache.{key}", "must be greater than 0")
     need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")

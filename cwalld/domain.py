@@ -91,6 +91,15 @@ class Invalid(DomainError):
         self.fields = fields
 
 
+class InvalidCursor(Invalid):
+    """A cursor this API did not issue (forged, altered, or from another wall)."""
+
+    code = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__({"cursor": "not a cursor this API returned"})
+
+
 class NotFound(DomainError):
     code = "not_found"
 

@@ -10,7 +10,7 @@ import structlog
 
 from cwalld import ai
 from cwalld.config import Config
-from cwalld.confessions import Page, decode_cursor, paged
+from cwalld.confessions import Cursors, Page, paged
 from cwalld.domain import HIDDEN, PENDING, PUBLISHED, REJECTED, Confession, Invalid, NotFound
 from cwalld.events import Event, Events
 from cwalld.storage import Storage
@@ -19,14 +19,14 @@ log = structlog.get_logger("cwalld.moderation")
 
 
 class Moderation:
-    def __init__(self, config: Config, storage: Storage, events: Events) -> None:
-        self.config, self.storage, self.events = config, storage, events
+    def __init__(self, config: Config, storage: Storage, events: Events, cursors: Cursors) -> None:
+        self.config, self.storage, self.events, self.cursors = config, storage, events, cursors
 
     async def by_status(self, status: str | None, limit: int, cursor: str | None) -> Page:
         if status not in (PENDING, REJECTED, HIDDEN):
             raise Invalid({"status": "one of pending, rejected, hidden"})
-        items = await self.storage.by_status(status, limit + 1, decode_cursor(cursor))
-        return paged(items, limit, lambda c: (c.created_at, c.id))
+        items = await self.storage.by_status(status, limit + 1, self.cursors.decode(cursor))
+        return paged(items, limit, lambda c: (c.created_at, c.id), self.cursors)
 
     async def hide(self, confession_id: int) -> Confession:
         """Take a published confession off every feed until an admin restores it."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cwalld.accounts import Accounts
 from cwalld.ai import AIPort
 from cwalld.cache import Cache, Windows
-from cwalld.confessions import Confessions
+from cwalld.confessions import Confessions, Cursors
 from cwalld.config import Config
 from cwalld.events import Events
 from cwalld.jobs import Jobs
@@ -38,17 +38,21 @@ class Wall:
 
     @classmethod
     def build(cls, config: Config, storage: Storage, queue: JobQueue, ai: AIPort, cache: Cache) -> Wall:
-        events = Events()
-        confessions = Confessions(config, storage, queue, events)
+        events, cursors = Events(), Cursors()
+        confessions = Confessions(config, storage, queue, events, cursors)
         views = Views(confessions, cache, config.cache)
         events.subscribe(views.follow)  # the caches follow every change
         return cls(config, storage, queue, cache, events,
                    accounts=Accounts(config, storage, events, Windows(cache)),
                    confessions=confessions,
-                   moderation=Moderation(config, storage, events),
+                   moderation=Moderation(config, storage, events, cursors),
                    replies=Replies(config, storage, ai, cache, events),
                    jobs=Jobs(config, storage, queue, events),
                    views=views)
+
+    async def open(self) -> None:
+        """What needs the database (after storage.open): the key that signs page cursors."""
+        self.confessions.cursors.key = (await self.storage.secret("cursor_key")).encode()
 
     def reconfigure(self, config: Config) -> None:
         """A reload: every use case reads the new settings from its next call on."""

@@ -174,3 +174,74 @@ async def test_malformed_requests_are_one_rate_limited_line_not_tracebacks(tmp_p
     lines = [line for line in log.splitlines() if '"bad_request"' in line]
     assert "Traceback" not in log and 1 <= len(lines) <= 6, log[:2000]
     assert '"suppressed":' in lines[-1] and len(log) < 5000, len(log)
+
+
+async def test_forged_cursors_never_reach_the_cache(tmp_path: Path, daemons: Any) -> None:
+    """Each distinct forged cursor was a new ~200 KB cache entry: 4,500 of them took the daemon
+    from 49 MB to 1 GB. Cursors are signed now; a forged one is a 422 invalid_cursor before any
+    cache or query (issue 11 §2)."""
+    import asyncio
+    import base64
+
+    import aiohttp
+
+    d = daemons(tmp_path, CWALLD_LOG_LEVEL="warning", CWALLD_LIMITS_DAILY_CONFESSIONS="1000")
+    await d.start()
+    assert d.proc is not None
+
+    def rss_mb() -> float:
+        for line in Path(f"/proc/{d.proc.pid}/status").read_text().splitlines():  # type: ignore[union-attr]
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise AssertionError("no VmRSS")
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(d.url + "/api/v1/auth/register", json={"username": "yazar", "password": "password123"}) as r:
+            token = (await r.json())["token"]
+        for i in range(60):  # a wall whose pages are ~100 KB each
+            async with s.post(d.url + "/api/v1/confessions", headers={"Authorization": f"Bearer {token}"},
+                              json={"content": f"Uzun itiraf {i}: " + "ç" * 1900, "category": "other"}) as r:
+                assert r.status == 202
+        for _ in range(100):
+            async with s.get(d.url + "/api/v1/confessions?limit=50") as r:
+                if len((await r.json())["items"]) == 50:
+                    break
+            await asyncio.sleep(0.05)
+        before = rss_mb()
+        codes: dict[int, int] = {}
+
+        async def forged(n: int) -> None:
+            cursor = base64.urlsafe_b64encode(f"2099-01-01T00:00:00.{n:06d}Z|{n}".encode()).decode().rstrip("=")
+            async with s.get(f"{d.url}/api/v1/confessions?limit=50&cursor={cursor}") as r:
+                codes[r.status] = codes.get(r.status, 0) + 1
+                if r.status == 422:
+                    assert (await r.json())["error"]["code"] == "invalid_cursor"
+
+        for start in range(0, 5000, 250):
+            await asyncio.gather(*(forged(n) for n in range(start, start + 250)))
+        grew = rss_mb() - before
+    print(f"5,000 forged cursors: {codes}, RSS +{grew:.1f} MB")
+    assert codes == {422: 5000}
+    assert grew < 20
+
+
+async def test_a_real_cursor_still_pages(api: Api) -> None:
+    token = await api.register()
+    for i in range(3):
+        cid = (await (await api.post(token, content=f"Sayfalanacak itiraf numarası {i}.")).json())["confession"]["id"]
+        await api.wait_status(cid, token)
+    first = await (await api.c.get("/api/v1/confessions?limit=2")).json()
+    second = await (await api.c.get(f"/api/v1/confessions?limit=2&cursor={first['next_cursor']}")).json()
+    assert len(first["items"]) == 2 and len(second["items"]) == 1
+    tampered = first["next_cursor"][:-2] + ("AA" if not first["next_cursor"].endswith("AA") else "BB")
+    r = await api.c.get(f"/api/v1/confessions?limit=2&cursor={tampered}")
+    assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_cursor"
+
+
+async def test_the_in_process_cache_is_bounded_in_bytes() -> None:
+    from cwalld.cache.local import LocalCache
+
+    cache = LocalCache(max_entries=10_000, max_bytes=10_000)
+    for i in range(100):
+        await cache.store(f"k{i}", b"x" * 1000, 60)
+    assert cache.bytes <= 10_000 and await cache.get("k99") == b"x" * 1000 and await cache.get("k0") is None

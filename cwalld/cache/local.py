@@ -1,4 +1,5 @@
-"""The in-process cache: an LRU of bytes with TTLs, bounded by ``max_entries``.
+"""The in-process cache: an LRU of bytes with TTLs, bounded by ``max_entries`` and ``max_bytes``
+(entries differ in size by orders of magnitude: a count alone does not bound memory).
 
 Generation counters live apart from the LRU: evicting one would reset it and could bring an old
 entry back to life.
@@ -13,8 +14,9 @@ from collections import OrderedDict
 class LocalCache:
     remote = False
 
-    def __init__(self, max_entries: int = 10000) -> None:
-        self.max_entries = max_entries
+    def __init__(self, max_entries: int = 10000, max_bytes: int = 64 * 2**20) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self.bytes = 0  # held by entries' values and keys
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._gens: dict[str, int] = {}
         self._windows: dict[str, tuple[float, int]] = {}
@@ -28,16 +30,22 @@ class LocalCache:
         if entry is None:
             return None
         if entry[0] <= time.monotonic():
-            del self._entries[key]
+            self._drop(key)
             return None
         self._entries.move_to_end(key)
         return entry[1]
 
     async def store(self, key: str, value: bytes, ttl: float) -> None:
+        if key in self._entries:
+            self._drop(key)
         self._entries[key] = (time.monotonic() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += len(key) + len(value)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: str) -> None:
+        _, value = self._entries.pop(key)
+        self.bytes -= len(key) + len(value)
 
     async def bump(self, gens: list[str]) -> None:
         for g in gens:
@@ -55,3 +63,4 @@ class LocalCache:
 
     async def close(self) -> None:
         self._entries.clear()
+        self.bytes = 0

@@ -15,14 +15,11 @@ from cwalld.http import auth
 from cwalld.http.json import respond
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.http.openapi import PAGE, json_body, obj, ref
-from cwalld.http.schema import Input, Operation, Param
+from cwalld.http.schema import CURSOR, LIMIT, Input, Operation, Param
 from cwalld.views import confession_json
 
 ID = r"{id:\d{1,18}}"
 PREFIX = "/api/v1/admin"
-LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20})
-CURSOR = Param("cursor", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$",
-                          "description": "not a cursor this API returned"})
 SCOPE = {"type": "string", "enum": ["feed", "popular", "stats", "all"]}
 COUNT = {"type": "integer", "minimum": 0}
 CONFESSION = json_body(obj({"confession": ref("Confession")}))

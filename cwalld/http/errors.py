@@ -77,7 +77,8 @@ def to_response(request: web.Request, exc: Exception) -> web.Response:
             extra["fields"] = exc.fields
         if isinstance(exc, (TooMany, StorageUnavailable)):
             extra["retry_after"] = exc.retry_after
-        return error_response(STATUS.get(type(exc), 400), exc.code, exc.message, **extra)
+        status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 400)
+        return error_response(status, exc.code, exc.message, **extra)
     if isinstance(exc, ApiError):
         return error_response(exc.status, exc.code, exc.message)
     if isinstance(exc, web.HTTPException) and exc.status >= 400:

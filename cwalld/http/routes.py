@@ -14,14 +14,10 @@ from cwalld.http import admin, auth
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.http.openapi import NOT_MODIFIED, PAGE, json_body, obj, ref
-from cwalld.http.schema import Input, Operation, Param
+from cwalld.http.schema import CURSOR, LIMIT, Input, Operation, Param
 from cwalld.views import Body, confession_json, user_json
 
 ID = r"{id:\d{1,18}}"
-LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20})
-CURSOR = Param("cursor", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_-]+$",
-                          "description": "not a cursor this API returned"},
-               description="next_cursor of the previous page")
 EMPATHY = json_body(obj({"empathy_count": {"type": "integer"}, "empathized": {"type": "boolean"}}))
 AUTH_OK = obj({"token": {"type": "string"}, "user": ref("User")})
 CONFESSION = json_body(obj({"confession": ref("Confession")}))

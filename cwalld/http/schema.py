@@ -41,6 +41,12 @@ class Param:
     description: str = ""
 
 
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 50, "default": 20})
+CURSOR = Param("cursor", {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[A-Za-z0-9_.-]+$",
+                          "description": "not a cursor this API returned"},
+               description="next_cursor of the previous page (opaque and signed)")
+
+
 @dataclass(frozen=True)
 class Input:
     """A request's checked parts: query values (integers parsed) and the JSON body."""
