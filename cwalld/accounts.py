@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import secrets
 from typing import Protocol
 
@@ -36,8 +37,18 @@ class HitCounter(Protocol):
 class Accounts:
     def __init__(self, config: Config, storage: Storage, events: Events, attempts: HitCounter) -> None:
         self.config, self.storage, self.events, self.attempts = config, storage, events, attempts
+        self.counter_key = b""  # set by Wall.open from the database
 
-    async def register(self, username: object, password: object, name: object = None) -> tuple[str, User]:
+    def counter(self, kind: str, *parts: str) -> str:
+        """A counter's key: an HMAC under a key kept in the database, so whoever reads Redis
+        cannot test which usernames (or addresses) tried to sign in."""
+        digest = hmac.new(self.counter_key, "\x00".join(parts).encode("utf-8", "surrogateescape"), "sha256")
+        return f"{kind}:{digest.hexdigest()[:32]}"
+
+    async def register(self, username: object, password: object, name: object = None,
+                       client: str = "") -> tuple[str, User]:
+        if await self.attempts.hit(self.counter("register", client), 3600) > self.config.auth.registrations_per_hour:
+            raise TooMany("rate_limited", "too many new accounts from here; try again later", 3600)
         username = domain.check_username(username)
         password = domain.check_password(password)
         if name is not None and (not isinstance(name, str) or len(name.strip()) > 64):
@@ -46,11 +57,14 @@ class Accounts:
         await self.events.emit(Event("user_registered"))
         return await self._new_session(user), user
 
-    async def login(self, username: object, password: object) -> tuple[str, User]:
+    async def login(self, username: object, password: object, client: str = "") -> tuple[str, User]:
+        """Limited per (client, username) — so nobody can lock a victim out from elsewhere —
+        and per client, so one client cannot try many names."""
         if not isinstance(username, str) or not isinstance(password, str):
             raise Invalid({"username": "required string", "password": "required string"})
-        key = f"login:{hashlib.sha256(username.encode()).hexdigest()[:32]}"
-        if await self.attempts.hit(key, 60) > self.config.auth.login_attempts_per_minute:
+        auth = self.config.auth
+        if (await self.attempts.hit(self.counter("login", client, username), 60) > auth.login_attempts_per_minute
+                or await self.attempts.hit(self.counter("login_client", client), 60) > auth.login_attempts_per_client_minute):
             raise TooMany("rate_limited", "too many login attempts; try again later", 60)
         found = await self.storage.credentials(username)
         ok = await asyncio.to_thread(_verify, found[1] if found else _DUMMY_HASH, password)

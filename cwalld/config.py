@@ -8,6 +8,7 @@ the dotted key that is wrong (``ConfigError``), never as a traceback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import typing
@@ -37,6 +38,7 @@ class Server:
     cors_origins: list[str] = field(default_factory=list)
     control_socket: str = "./data/cwalld.sock"
     metrics_token: str = ""
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Cache:
 class Auth:
     token_ttl_days: int = 30
     login_attempts_per_minute: int = 10
+    login_attempts_per_client_minute: int = 30
+    registrations_per_hour: int = 5
 
 
 @dataclass(frozen=True)
@@ -334,6 +338,13 @@ def _check(cfg: Config) -> None:
         need(getattr(cfg.cache, key) > 0, f"cache.{key}", "must be greater than 0")
     need(cfg.auth.token_ttl_days >= 1, "auth.token_ttl_days", "must be at least 1")
     need(cfg.auth.login_attempts_per_minute >= 1, "auth.login_attempts_per_minute", "must be at least 1")
+    need(cfg.auth.login_attempts_per_client_minute >= 1, "auth.login_attempts_per_client_minute", "must be at least 1")
+    need(cfg.auth.registrations_per_hour >= 1, "auth.registrations_per_hour", "must be at least 1")
+    for i, proxy in enumerate(cfg.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            need(False, f"server.trusted_proxies[{i}]", f"not an address or network: {proxy!r}")
     need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {cfg.popular.schedule!r}")
     for key in ("recovery", "queue_clean", "sessions_purge"):
         expr = getattr(cfg.scheduler, key)

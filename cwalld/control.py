@@ -48,7 +48,7 @@ def in_use(path: str) -> bool:
 
 async def start(app: web.Application, path: str) -> web.AppRunner | None:
     """Listen on ``path`` (mode 0600); None if another live daemon already has it."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if os.path.exists(path):
         if in_use(path):
             log.warning("control_socket_in_use", path=path)

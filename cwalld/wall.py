@@ -53,6 +53,7 @@ class Wall:
     async def open(self) -> None:
         """What needs the database (after storage.open): the key that signs page cursors."""
         self.confessions.cursors.key = (await self.storage.secret("cursor_key")).encode()
+        self.accounts.counter_key = (await self.storage.secret("counter_key")).encode()
 
     def reconfigure(self, config: Config) -> None:
         """A reload: every use case reads the new settings from its next call on."""

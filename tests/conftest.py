@@ -104,6 +104,7 @@ def test_config(tmp_path: Path, ai_url: str | None = None, **sections: dict[str,
         "server": {"control_socket": str(tmp_path / "cwalld.sock")},
         "queue": {"backoff": [0.05, 0.1, 0.2], "job_timeout": 2.0, "shutdown_grace": 2.0},
         "ai": {"request_timeout": 1.0},
+        "auth": {"registrations_per_hour": 10000, "login_attempts_per_client_minute": 10000},
         "log": {"level": "warning"},
     }
     if ai_url:
@@ -135,7 +136,8 @@ class Daemon:
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), **env}
+        self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), "CWALLD_AUTH_REGISTRATIONS_PER_HOUR": "10000",
+                    "CWALLD_AUTH_LOGIN_ATTEMPTS_PER_CLIENT_MINUTE": "10000", **env}
         self.env.pop("CWALLD_CONFIG", None)
         self.workdir = workdir
         self.log = workdir / f"daemon-{self.port}.log"

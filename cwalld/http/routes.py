@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from cwalld import metrics
 from cwalld.config import Config
 from cwalld.domain import CONTENT_PATTERN, Unauthorized
-from cwalld.http import admin, auth
+from cwalld.http import admin, auth, client
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.http.openapi import NOT_MODIFIED, PAGE, json_body, obj, ref
@@ -96,6 +96,11 @@ def operations(config: Config) -> list[Operation]:
 
 
 # --- shaping ---
+
+
+def client_of(request: web.Request) -> str:
+    """The client's address for rate limits (never logged, never stored)."""
+    return client.address(request, client.networks(request.app[WALL].config.server.trusted_proxies))
 
 
 def id_param(request: web.Request) -> int:
@@ -188,12 +193,13 @@ async def get_confession(request: web.Request, i: Input) -> web.Response:
 
 
 async def register(request: web.Request, i: Input) -> web.Response:
-    token, user = await request.app[WALL].accounts.register(i.body["username"], i.body["password"], i.body.get("name"))
+    token, user = await request.app[WALL].accounts.register(i.body["username"], i.body["password"], i.body.get("name"),
+                                                            client_of(request))
     return respond({"token": token, "user": user_json(user)}, status=201)
 
 
 async def login(request: web.Request, i: Input) -> web.Response:
-    token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"])
+    token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"], client_of(request))
     return respond({"token": token, "user": user_json(user)})
 
 

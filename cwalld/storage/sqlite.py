@@ -10,6 +10,7 @@ without an application lock.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 from importlib import resources
@@ -71,6 +72,14 @@ def _migrate(c: sqlite3.Connection) -> None:
                 raise
 
 
+def private(db: Path) -> None:
+    """Create the database's folder (0700) and file (0600) if they are new: they hold password
+    hashes and who wrote what. SQLite gives its -wal and -shm files the database's mode."""
+    db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not db.exists():
+        os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
     row = c.execute(_ONE, (confession_id,)).fetchone()
     return _confession(row) if row else None
@@ -88,7 +97,7 @@ class SQLiteStorage:
 
     async def open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private(Path(self.path))
         pragmas = ["journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"]
         self._w = SQLiteThread(self.path, pragmas, self._slow_query_ms, grouped=True, name="sqlite-writer")
         try:
