@@ -27,6 +27,7 @@ from cwalld.ai import AI
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
 from cwalld.config import Config, ConfigError
+from cwalld.http.guard import Guard
 from cwalld.http.serverlog import ServerLog
 from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
@@ -219,15 +220,20 @@ async def serve(config: Config) -> None:
     notify = Notifier()
     app = build(config)
     daemon = app[DAEMON]
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, logger=ServerLog())
+    # lingering_time: after an answer that did not read the whole body (a 408 for a stalled one),
+    # drain the rest for at most a second — not aiohttp's ten — then close.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT, logger=ServerLog(),
+                           keepalive_timeout=config.server.keepalive_timeout, lingering_time=1.0)
     try:
         await runner.setup()
     except StartFailed:
         await runner.cleanup()
         raise
-    site = web.TCPSite(runner, config.server.host, config.server.port)
-    try:
-        await site.start()
+    assert runner.server is not None
+    try:  # not a TCPSite: connections go through the guard (head timeout, connection bound)
+        listening = await asyncio.get_running_loop().create_server(
+            Guard(runner.server, config.server), config.server.host, config.server.port, reuse_address=True,
+            backlog=128)
     except OSError as e:
         await runner.cleanup()
         raise StartFailed(f"cannot listen on {config.server.host}:{config.server.port}: {e.strerror or e}") from None
@@ -263,6 +269,7 @@ async def serve(config: Config) -> None:
     log.info("stopping")
     notify.stopping()
     notify.stop_watchdog()
+    listening.close()  # no new connections; runner.cleanup finishes those in flight
     await runner.cleanup()
     log.info("stopped")
     logs.flush()

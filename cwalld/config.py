@@ -39,6 +39,10 @@ class Server:
     control_socket: str = "./data/cwalld.sock"
     metrics_token: str = ""
     trusted_proxies: list[str] = field(default_factory=list)
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,9 @@ def _check(cfg: Config) -> None:
 
     need(1 <= cfg.server.port <= 65535, "server.port", "must be between 1 and 65535")
     need(cfg.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")
+    for key in ("header_timeout", "body_timeout", "keepalive_timeout"):
+        need(getattr(cfg.server, key) > 0, f"server.{key}", "must be greater than 0")
+    need(cfg.server.max_connections >= 1, "server.max_connections", "must be at least 1")
     need(bool(cfg.storage.path), "storage.path", "must not be empty")
     need(cfg.storage.synchronous in ("full", "normal"), "storage.synchronous", "must be full or normal")
     need(cfg.redis.url == "" or cfg.redis.url.split("://")[0] in ("redis", "rediss", "unix"),

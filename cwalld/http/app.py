@@ -69,7 +69,8 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
 
 
 # Read when the app is built: a reload reports a change of these and keeps the running values.
-RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins")
+RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins", "server.header_timeout",
+                "server.keepalive_timeout", "server.max_connections")
 
 
 def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:

@@ -24,6 +24,7 @@ CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "username_taken",
     413: "payload_too_large",
     415: "unsupported_media_type",

@@ -24,6 +24,7 @@ def obj(props: dict[str, Any], required: list[str] | None = None) -> Schema:
 
 ERRORS = {
     "400": "invalid_json", "401": "unauthorized", "403": "forbidden", "404": "not_found",
+    "408": "request_timeout: the body did not arrive within [server].body_timeout",
     "409": "username_taken or last_admin", "413": "payload_too_large", "415": "unsupported_media_type",
     "422": "validation_error (fields says which)", "429": "daily_limit or rate_limited (see Retry-After)",
     "503": "storage_unavailable: the database cannot take writes now, e.g. a full disk (see Retry-After)",

@@ -9,6 +9,7 @@ confession's length counted after cleaning) is checked by the domain and describ
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from cwalld.domain import Invalid
 from cwalld.http.errors import ApiError
+from cwalld.http.keys import WALL
 
 Schema = dict[str, Any]
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -148,7 +150,11 @@ async def parse_body(op: Operation, request: web.Request) -> dict[str, Any]:
         raise ApiError(415, "send the body as application/json")
     if request.charset not in (None, "utf-8", "utf8"):
         raise ApiError(415, "send the body as UTF-8 JSON (charset=utf-8, or none)")
-    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    try:  # aiohttp raises 413 past client_max_size; a client that stalls mid-body is let go
+        async with asyncio.timeout(request.app[WALL].config.server.body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise ApiError(408, "the request body did not arrive in time") from None
     if not raw and not op.body_required:
         return {}
     try:
