@@ -51,9 +51,7 @@ class Accounts:
             raise TooMany("rate_limited", "too many new accounts from here; try again later", 3600)
         username = domain.check_username(username)
         password = domain.check_password(password)
-        if name is not None and (not isinstance(name, str) or len(name.strip()) > 64):
-            raise Invalid({"name": "a string of at most 64 characters"})
-        user = await create_user(self.storage, username, password, name.strip() or None if isinstance(name, str) else None)
+        user = await create_user(self.storage, username, password, None if name is None else domain.check_name(name))
         await self.events.emit(Event("user_registered"))
         return await self._new_session(user), user
 

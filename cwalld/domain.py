@@ -167,12 +167,21 @@ whitespace or invisible character at either end; no control character (tab and n
 no bidi override or isolate, no other invisible format character (ZWJ/ZWNJ inside the text
 aside, for scripts and emoji that need them)."""
 _CONTENT = re.compile(CONTENT_PATTERN)
+NAME_PATTERN = rf"^[^{_BAD}]*$"  # a display name: no control, bidi or other invisible format character
+_NAME = re.compile(NAME_PATTERN)
 
 
 def check_username(value: object) -> str:
     if not isinstance(value, str) or not USERNAME.fullmatch(value):
         raise Invalid({"username": "3 to 32 characters of a-z, 0-9 and _"})
     return value
+
+
+def check_name(value: object) -> str | None:
+    """A display name, trimmed (None when empty); at most 64 characters, ``NAME_PATTERN``."""
+    if not isinstance(value, str) or len(value) > 64 or not _NAME.match(value):
+        raise Invalid({"name": "at most 64 characters, no control or invisible format characters"})
+    return value.strip() or None
 
 
 def check_password(value: object) -> str:

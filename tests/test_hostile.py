@@ -245,3 +245,9 @@ async def test_the_in_process_cache_is_bounded_in_bytes() -> None:
     for i in range(100):
         await cache.store(f"k{i}", b"x" * 1000, 60)
     assert cache.bytes <= 10_000 and await cache.get("k99") == b"x" * 1000 and await cache.get("k0") is None
+
+
+@pytest.mark.parametrize("name", ["\u202eyazar", "ad\u2066soyad\u2069", "görünmez\u200b", "zil\x07"])
+async def test_no_bidi_or_control_character_reaches_a_response_through_a_name(api: Api, name: str) -> None:
+    r = await api.c.post("/api/v1/auth/register", json={"username": "isimli", "password": "password123", "name": name})
+    assert "name" in (await expect_4xx(r, 422))["error"]["fields"]

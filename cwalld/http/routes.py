@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.config import Config
-from cwalld.domain import CONTENT_PATTERN, Unauthorized
+from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Unauthorized
 from cwalld.http import admin, auth, client
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
@@ -48,7 +48,9 @@ def operations(config: Config) -> list[Operation]:
                   body=obj({"username": {"type": "string", "pattern": "^[a-z0-9_]{3,32}$",
                                          "description": "3 to 32 characters of a-z, 0-9 and _"},
                             "password": {"type": "string", "minLength": 8, "maxLength": 1024},
-                            "name": {"type": "string", "maxLength": 64}}, ["username", "password"])),
+                            "name": {"type": "string", "maxLength": 64, "pattern": NAME_PATTERN,
+                                     "description": "no control, bidi or other invisible format characters"}},
+                           ["username", "password"])),
         Operation("POST", "/api/v1/auth/login", login, "login", "accounts", "Sign in",
                   {"200": json_body(AUTH_OK)}, "400 401 408 413 415 422 429",
                   body=obj({"username": {"type": "string", "maxLength": 64},
