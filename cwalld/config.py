@@ -136,6 +136,12 @@ class Moderation:
 
 
 @dataclass(frozen=True)
+class Safety:
+    crisis_terms: list[str] = field(default_factory=list)
+    blocked_terms: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Log:
     level: str = "info"
     format: str = "json"
@@ -175,6 +181,7 @@ class Config:
     popular: Popular = field(default_factory=Popular)
     scheduler: Scheduler = field(default_factory=Scheduler)
     moderation: Moderation = field(default_factory=Moderation)
+    safety: Safety = field(default_factory=Safety)
     log: Log = field(default_factory=Log)
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     source: str = "<defaults>"
@@ -361,6 +368,8 @@ def _check(cfg: Config) -> None:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):
         need(False, "scheduler.timezone", f"unknown time zone {cfg.scheduler.timezone!r}")
+    for key in ("crisis_terms", "blocked_terms"):
+        need(all(t.strip() for t in getattr(cfg.safety, key)), f"safety.{key}", "terms must not be empty")
     need(cfg.moderation.auto_hide_reports >= 1, "moderation.auto_hide_reports", "must be at least 1")
     need(bool(cfg.server.control_socket), "server.control_socket", "must not be empty")
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")

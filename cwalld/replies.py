@@ -1,5 +1,9 @@
-"""The AI job — a queue ``Handler``: moderate, write the reply, publish; or, once every attempt
-failed, publish with a fallback reply.
+"""The AI job — a queue ``Handler``: local safety checks, moderate, write the reply, publish; or,
+once every attempt failed, publish with a fallback reply.
+
+The local checks (``safety``) come first and do not depend on the AI: a blocked term rejects the
+confession; a crisis phrase puts the help line under whatever reply is published — the model's,
+a fallback with no API key, or the fallback after an outage.
 
 ``run`` raises on an AI failure so the queue retries it. Publishing is one
 ``UPDATE … WHERE status = 'pending'``, so a job that runs twice (a takeover) stores one reply
@@ -20,6 +24,7 @@ from cwalld.cache import Cache
 from cwalld.config import Config
 from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession
 from cwalld.events import Event, Events
+from cwalld.safety import Safety
 from cwalld.storage import Storage
 
 log = structlog.get_logger("cwalld.replies")
@@ -28,14 +33,29 @@ log = structlog.get_logger("cwalld.replies")
 class Replies:
     def __init__(self, config: Config, storage: Storage, ai: AIPort, cache: Cache, events: Events) -> None:
         self.config, self.storage, self.ai, self.cache, self.events = config, storage, ai, cache, events
+        self._safety = Safety(config.safety)
+
+    @property
+    def safety(self) -> Safety:
+        """The checks for the settings in force (rebuilt after a reload changed them)."""
+        if self._safety.settings != self.config.safety:
+            self._safety = Safety(self.config.safety)
+        return self._safety
+
+    def _helped(self, c: Confession, reply: str, crisis: bool) -> str:
+        """The reply, with the help line under it when the text or moderation says crisis."""
+        return self.ai.with_crisis(reply) if crisis or self.safety.crisis(c.content) else reply
 
     async def run(self, confession_id: int) -> None:
         """Moderate, reply, publish. Raises on AI failure so the queue retries."""
         c = await self.storage.confession(confession_id)
         if c is None or c.status != PENDING:
             return
+        if self.safety.blocked(c.content):
+            await self._reject(c, "blocked_term")
+            return
         if not self.ai.enabled:
-            await self._publish(c, self.ai.fallback(c.id), fallback=True)
+            await self._publish(c, self._helped(c, self.ai.fallback(c.id), False), fallback=True)
             return
         # Identical text gets the identical outcome: reuse it without calling the API.
         key = "ai:" + hashlib.sha256(" ".join(c.content.split()).encode()).hexdigest()
@@ -48,7 +68,7 @@ class Replies:
                 outcome = {"rejected": verdict.rejected}
             else:
                 reply = await self.ai.reply(c.content)
-                outcome = {"reply": self.ai.with_crisis(reply) if verdict.crisis else reply}
+                outcome = {"reply": self._helped(c, reply, verdict.crisis)}
             await self.cache.put(key, orjson.dumps(outcome), self.config.cache.ai_response_ttl)
         if "rejected" in outcome:
             await self._reject(c, outcome["rejected"])
@@ -60,6 +80,9 @@ class Replies:
         c = await self.storage.confession(confession_id)
         if c is None or c.status != PENDING:
             return
+        if self.safety.blocked(c.content):
+            await self._reject(c, "blocked_term")
+            return
         reply = self.ai.fallback(c.id)
         try:  # half the job's time at most: the fallback must still be stored if the AI is slow
             async with asyncio.timeout(self.config.queue.job_timeout / 2):
@@ -69,7 +92,7 @@ class Replies:
         if verdict.rejected:
             await self._reject(c, verdict.rejected)
             return
-        await self._publish(c, self.ai.with_crisis(reply) if verdict.crisis else reply, fallback=True)
+        await self._publish(c, self._helped(c, reply, verdict.crisis), fallback=True)
 
     async def _reject(self, c: Confession, reason: str) -> None:
         if await self.storage.finish(c.id, REJECTED, None, False, reason):

@@ -51,6 +51,7 @@ SEEN: dict[str, Callable[[Daemon], Any]] = {
     "server": lambda d: d.wall.config.server,
     "popular": lambda d: d.wall.jobs.config.popular,
     "scheduler": lambda d: d.wall.jobs.config.scheduler,
+    "safety": lambda d: d.wall.replies.safety.settings,
 }
 
 
