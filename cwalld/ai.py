@@ -7,12 +7,18 @@ which can spread them over time and across processes. Failures surface as ``AIEr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from cwalld import metrics
 from cwalld.config import AI as AISettings
+
+log = structlog.get_logger("cwalld.ai")
 
 REJECT = {"hate", "hate/threatening", "harassment", "harassment/threatening", "sexual/minors", "violence", "violence/graphic"}
 CRISIS = {"self-harm", "self-harm/intent", "self-harm/instructions"}
@@ -44,9 +50,12 @@ SYSTEM_PROMPT = (
 
 
 class AIError(Exception):
-    def __init__(self, kind: str, message: str) -> None:
+    """``kind`` for logs and metrics; ``permanent`` when trying again cannot help (a bad request,
+    a wrong key, a missing model or endpoint); ``retry_after`` when the server said how long to wait."""
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None, permanent: bool = False) -> None:
         super().__init__(f"{kind}: {message}")
-        self.kind = kind
+        self.kind, self.retry_after, self.permanent = kind, retry_after, permanent
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +84,7 @@ def fallback_reply(settings: AISettings, seed: int) -> str:
 class AI:
     def __init__(self, settings: AISettings) -> None:
         self.settings = settings
+        self.said: set[str] = set()  # warnings said in the current episode (until a call succeeds)
         self.client: Any = None
         if settings.api_key:
             import openai  # imported only when used: it is the largest dependency (~25 MB resident)
@@ -101,8 +111,17 @@ class AI:
     async def moderate(self, text: str) -> Verdict:
         if self.client is None or not self.settings.moderation:
             return Verdict()
-        response = await self._call("moderation", self.client.moderations.create(
-            input=text, model=self.settings.moderation_model))
+        try:
+            response = await self._call("moderation", self.client.moderations.create(
+                input=text, model=self.settings.moderation_model))
+        except AIError as e:
+            if e.kind != "not_found":
+                raise
+            # An OpenAI-compatible server without the endpoint (Ollama, llama.cpp): say so once,
+            # and publish unmoderated as during any moderation outage; the local checks still ran.
+            self._once("ai_moderation_unavailable", url=self.settings.base_url.rstrip("/") + "/moderations",
+                       key="ai.moderation", hint="set [ai].moderation = false for a server without moderations")
+            return Verdict()
         flags = set()
         for result in response.results:
             flags |= {name for name, on in result.categories.model_dump(by_alias=True).items() if on}
@@ -134,32 +153,72 @@ class AI:
     def with_crisis(self, reply: str) -> str:
         return f"{reply}\n\n{self.settings.crisis_message}"
 
-    @staticmethod
-    async def _call(call: str, awaitable: Awaitable[Any]) -> Any:
+    async def _call(self, call: str, awaitable: Awaitable[Any]) -> Any:
         metrics.AI_CALLS.labels(call).inc()
         try:
-            return await _request(awaitable)
+            result = await _request(awaitable, self.settings.max_retry_after)
         except AIError as e:
             metrics.AI_FAILURES.labels(e.kind).inc()
+            if e.kind == "auth":
+                self._once("ai_auth_failed", hint="check [ai].api_key; replies are fallbacks meanwhile")
+            elif e.kind == "not_found" and call == "chat":
+                self._once("ai_model_not_found", model=self.settings.model, hint="check [ai].model")
             raise
+        self.said.discard("ai_auth_failed")
+        if call == "chat":
+            self.said.discard("ai_model_not_found")
+        return result
+
+    def _once(self, event: str, **fields: str) -> None:
+        """Log ``event`` once per episode, not once per job."""
+        if event not in self.said:
+            self.said.add(event)
+            log.warning(event, **fields)
 
 
-async def _request(awaitable: Awaitable[Any]) -> Any:
-    """The openai client's errors as AIError, with a kind for logs and metrics."""
+PERMANENT = {400: "invalid_request", 422: "invalid_request", 401: "auth", 403: "auth", 404: "not_found"}
+
+
+async def _request(awaitable: Awaitable[Any], max_retry_after: float) -> Any:
+    """The openai client's errors as AIError: a kind for logs and metrics, whether to try again,
+    and how long the server asked us to wait."""
     import openai
 
     try:
         return await awaitable
     except openai.APITimeoutError as e:
         raise AIError("timeout", str(e)) from e
-    except openai.RateLimitError as e:
-        raise AIError("rate_limited", str(e)) from e
     except openai.APIStatusError as e:
-        raise AIError("server" if e.status_code >= 500 else "other", f"HTTP {e.status_code}") from e
+        status = e.status_code
+        wait = retry_after(e.response.headers, max_retry_after)
+        if status in PERMANENT:
+            raise AIError(PERMANENT[status], f"HTTP {status}", permanent=True) from e
+        kind = "rate_limited" if status == 429 else "server" if status >= 500 else "other"
+        raise AIError(kind, f"HTTP {status}", retry_after=wait) from e
     except openai.APIConnectionError as e:
         raise AIError("connection", str(e)) from e
     except openai.OpenAIError as e:
         raise AIError("other", str(e)) from e
+
+
+def retry_after(headers: Any, cap: float) -> float | None:
+    """Seconds from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``, capped."""
+    raw = headers.get("retry-after")
+    seconds: float | None = None
+    if raw is not None:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            try:
+                seconds = parsedate_to_datetime(raw).timestamp() - time.time()
+            except (TypeError, ValueError):
+                seconds = None
+    elif headers.get("retry-after-ms") is not None:
+        try:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        except ValueError:
+            seconds = None
+    return None if seconds is None else min(max(seconds, 0.0), cap)
 
 
 def shorten(text: str, limit: int) -> str:

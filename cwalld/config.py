@@ -81,6 +81,7 @@ class AI:
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4o-mini"
     request_timeout: float = 5.0
+    max_retry_after: float = 60.0
     max_reply_chars: int = 600
     language: str = "tr"
     moderation: bool = True
@@ -340,6 +341,7 @@ def _check(cfg: Config) -> None:
     need(all(b >= 0 for b in cfg.queue.backoff), "queue.backoff", "delays must not be negative")
     need(bool(cfg.queue.backoff) or cfg.queue.retries == 0, "queue.backoff", "needs at least one delay when retries > 0")
     need(cfg.ai.request_timeout > 0, "ai.request_timeout", "must be greater than 0")
+    need(cfg.ai.max_retry_after >= 0, "ai.max_retry_after", "must not be negative")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
     need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
     need(all(r.strip() for r in cfg.ai.fallback_replies), "ai.fallback_replies", "replies must not be empty")

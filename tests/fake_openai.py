@@ -2,8 +2,9 @@
 
 The real ``openai`` client talks to it over HTTP. Tests steer it:
 - ``latency``: seconds every answer waits;
-- ``script``: what the next chat calls do, one entry per call — an HTTP status (500, 429, …)
-  or "hang" (never answers within any sane timeout);
+- ``script``: what the next chat calls do, one entry per call — an HTTP status (500, 429, …),
+  a status with headers (``(429, {"Retry-After": "2"})``), or "hang" (never answers in time);
+  ``moderation_script`` the same for /moderations (404 plays a server without that endpoint);
 - a confession containing ``[flag:CATEGORY]`` (e.g. ``[flag:hate]``, ``[flag:self-harm]``) is
   flagged for that category by ``/moderations``;
 - ``calls`` counts requests per endpoint.
@@ -32,8 +33,8 @@ FLAG = re.compile(r"\[flag:([a-z/-]+)\]")
 class FakeOpenAI:
     def __init__(self, latency: float = 0.0) -> None:
         self.latency = latency
-        self.script: deque[int | str] = deque()
-        self.moderation_script: deque[int | str] = deque()
+        self.script: deque[int | str | tuple[int, dict[str, str]]] = deque()
+        self.moderation_script: deque[int | str | tuple[int, dict[str, str]]] = deque()
         self.calls: Counter[str] = Counter()
         self.call_times: list[float] = []
         self.app = web.Application()
@@ -56,7 +57,7 @@ class FakeOpenAI:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    async def _scripted(self, script: deque[int | str]) -> web.Response | None:
+    async def _scripted(self, script: deque[int | str | tuple[int, dict[str, str]]]) -> web.Response | None:
         if self.latency:
             await asyncio.sleep(self.latency)
         if not script:
@@ -64,8 +65,11 @@ class FakeOpenAI:
         step = script.popleft()
         if step == "hang":
             await asyncio.sleep(3600)
-        status = int(step)
-        headers = {"retry-after-ms": "10"} if status == 429 else {}
+        if isinstance(step, tuple):
+            status, headers = step
+        else:
+            status = int(step)
+            headers = {"retry-after-ms": "10"} if status == 429 else {}
         return web.json_response({"error": {"message": f"scripted {status}", "type": "fake"}}, status=status,
                                  headers=headers)
 

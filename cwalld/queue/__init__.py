@@ -76,7 +76,10 @@ class Result:
 
 
 async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, confession_id: int, attempt: int) -> Result:
-    """Run attempt number ``attempt`` (1-based) of a job and say what should happen next."""
+    """Run attempt number ``attempt`` (1-based) of a job and say what should happen next.
+
+    A failure may say more: ``permanent = True`` (trying again cannot help: give up now) and
+    ``retry_after`` (seconds the other side asked us to wait: the backoff schedule is the floor)."""
     started = time.perf_counter()
     ctx = {"job_id": job_id, "confession_id": confession_id, "attempt": attempt}
     try:
@@ -84,8 +87,9 @@ async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, co
             await handler.run(confession_id)
     except Exception as e:  # noqa: BLE001 - every failure of a job is retried, then given up
         error = _describe(e)
-        if attempt <= settings.retries:
-            delay = settings.backoff[min(attempt - 1, len(settings.backoff) - 1)]
+        if attempt <= settings.retries and not getattr(e, "permanent", False):
+            delay = max(settings.backoff[min(attempt - 1, len(settings.backoff) - 1)],
+                        getattr(e, "retry_after", None) or 0.0)
             log.warning("job_retried", **ctx, error=error, delay=delay, ms=_ms(started))
             _count("retried", started)
             return Result("retry", delay, error)

@@ -1,0 +1,79 @@
+"""The AI client behaves like a good API citizen (issue 12 §3): Retry-After is honoured, permanent
+errors are not retried, a missing moderations endpoint is said once and not hammered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from tests.conftest import Api, test_config
+
+
+async def post(api: Api, token: str, text: str) -> int:
+    return int((await (await api.post(token, content=text)).json())["confession"]["id"])
+
+
+async def test_retry_after_is_honoured_and_capped(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    """A 429 with Retry-After: 20 was called again at +1, +2, +4 s: the next attempt now waits
+    what the server asked (capped by [ai].max_retry_after), the backoff schedule being the floor."""
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url, ai={"max_retry_after": 1.5})))
+    token = await api.register()
+    fake_ai.script.extend([(429, {"Retry-After": "1"}), (503, {"Retry-After": "20"})])
+    cid = await post(api, token, "Sabırla bekleyen bir itiraf metni.")
+    c = await api.wait_status(cid, token, timeout=10)
+    gaps = [b - a for a, b in zip(fake_ai.call_times, fake_ai.call_times[1:])]
+    assert c["ai_fallback"] is False and len(fake_ai.call_times) == 3
+    assert 0.95 <= gaps[0] < 1.4, gaps  # Retry-After: 1 (not the 0.05 s backoff)
+    assert 1.45 <= gaps[1] < 2.0, gaps  # Retry-After: 20, capped at 1.5
+
+
+async def test_permanent_errors_are_not_retried(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url)))
+    token = await api.register()
+    fake_ai.script.append(400)
+    cid = await post(api, token, "Geçersiz istek üreten bir itiraf.")
+    c = await api.wait_status(cid, token)
+    assert c["ai_fallback"] is True and fake_ai.calls["chat"] == 1  # fallback at once, no retry
+
+
+async def test_a_wrong_key_is_said_once_per_episode(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url)))
+    token = await api.register()
+    fake_ai.moderation_script.extend([401] * 6)  # a wrong key: the first call of each job fails
+    with structlog.testing.capture_logs() as logs:
+        ids = [await post(api, token, f"Anahtarı yanlış olan itiraf {i}.") for i in range(3)]
+        for cid in ids:
+            assert (await api.wait_status(cid, token))["ai_fallback"] is True
+    assert [e["event"] for e in logs].count("ai_auth_failed") == 1
+    assert fake_ai.calls["moderations"] == 6  # each job: one try, then give_up's; no retries
+
+
+async def test_a_server_without_moderations_is_said_once_and_not_retried(tmp_path: Path, fake_ai: Any,
+                                                                        make_client: Any) -> None:
+    """Ollama or llama.cpp have no /v1/moderations: every confession was retried four times on a
+    permanent 404, then published unmoderated."""
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url)))
+    token = await api.register()
+    fake_ai.moderation_script.extend([404] * 10)
+    with structlog.testing.capture_logs() as logs:
+        ids = [await post(api, token, f"Yerel modelle cevaplanan itiraf {i}.") for i in range(3)]
+        for cid in ids:
+            assert (await api.wait_status(cid, token))["ai_fallback"] is False  # the model still replies
+    warnings = [e for e in logs if e["event"] == "ai_moderation_unavailable"]
+    assert len(warnings) == 1 and "moderations" in warnings[0]["url"] and warnings[0]["key"] == "ai.moderation"
+    assert fake_ai.calls["chat"] == 3
+
+
+async def test_an_unknown_model_is_said_once(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url)))
+    token = await api.register()
+    fake_ai.script.extend([404] * 2)
+    with structlog.testing.capture_logs() as logs:
+        ids = [await post(api, token, f"Modeli bulunmayan itiraf {i}.") for i in range(2)]
+        for cid in ids:
+            assert (await api.wait_status(cid, token))["ai_fallback"] is True
+    found = [e for e in logs if e["event"] == "ai_model_not_found"]
+    assert len(found) == 1 and found[0]["model"] == "gpt-4o-mini"
+    assert fake_ai.calls["chat"] == 2
