@@ -48,11 +48,8 @@ class Replies:
 
     async def run(self, confession_id: int) -> None:
         """Moderate, reply, publish. Raises on AI failure so the queue retries."""
-        c = await self.storage.confession(confession_id)
-        if c is None or c.status != PENDING:
-            return
-        if self.safety.blocked(c.content):
-            await self._reject(c, "blocked_term")
+        c = await self._to_answer(confession_id)
+        if c is None:
             return
         if not self.ai.enabled:
             await self._publish(c, self._helped(c, self.ai.fallback(c.id), False), fallback=True)
@@ -77,11 +74,8 @@ class Replies:
 
     async def give_up(self, confession_id: int) -> None:
         """Every attempt failed: publish with a fallback reply (moderation honoured if it answers)."""
-        c = await self.storage.confession(confession_id)
-        if c is None or c.status != PENDING:
-            return
-        if self.safety.blocked(c.content):
-            await self._reject(c, "blocked_term")
+        c = await self._to_answer(confession_id)
+        if c is None:
             return
         reply = self.ai.fallback(c.id)
         try:  # half the job's time at most: the fallback must still be stored if the AI is slow
@@ -93,6 +87,17 @@ class Replies:
             await self._reject(c, verdict.rejected)
             return
         await self._publish(c, self._helped(c, reply, verdict.crisis), fallback=True)
+
+    async def _to_answer(self, confession_id: int) -> Confession | None:
+        """The confession if it still waits for an answer and passes the local checks (a blocked
+        term rejects it here); None when there is nothing to do."""
+        c = await self.storage.confession(confession_id)
+        if c is None or c.status != PENDING:
+            return None
+        if self.safety.blocked(c.content):
+            await self._reject(c, "blocked_term")
+            return None
+        return c
 
     async def _reject(self, c: Confession, reason: str) -> None:
         if await self.storage.finish(c.id, REJECTED, None, False, reason):
