@@ -157,7 +157,10 @@ def _char_class(codes: list[int]) -> str:
 
 
 _ZW = (0x200C, 0x200D)  # ZWNJ, ZWJ: needed inside words and emoji, invisible alone
-_FORMAT = [c for c in range(0x110000) if unicodedata.category(chr(c)) == "Cf" and c not in _ZW]
+# Format characters (Cf) live in planes 0, 1 and 14 only: scanning those, not all 1.1 M code
+# points, keeps this at ~15 ms of import time instead of ~90 (every start and CLI call pays it).
+_FORMAT = [c for plane in (0x00000, 0x10000, 0xE0000) for c in range(plane, plane + 0x10000)
+           if unicodedata.category(chr(c)) == "Cf" and c not in _ZW]
 _CONTROLS = [c for c in range(0x20) if c not in (0x09, 0x0A, 0x0D)] + list(range(0x7F, 0xA0)) + [0x2028, 0x2029]
 _BAD = _char_class(sorted(_CONTROLS + _FORMAT))  # never in a confession: controls, bidi and other Cf
 _EDGE = _char_class(sorted(set(_CONTROLS + _FORMAT + list(_ZW))))

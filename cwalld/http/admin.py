@@ -7,6 +7,8 @@ Answers about another user carry no badges: a badge's date can name an anonymous
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from cwalld.config import Config
@@ -15,7 +17,7 @@ from cwalld.http import auth
 from cwalld.http.json import respond
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.http.openapi import PAGE, json_body, obj, ref
-from cwalld.http.schema import CURSOR, LIMIT, Input, Operation, Param
+from cwalld.http.schema import CURSOR, LIMIT, Handler, Input, Operation, Param
 from cwalld.views import confession_json
 
 ID = r"{id:\d{1,18}}"
@@ -28,11 +30,10 @@ ADMIN_USER = json_body(obj({"user": obj({"id": {"type": "integer"}, "username": 
 
 
 def operations(config: Config) -> list[Operation]:
-    def op(method: str, path: str, handler: object, op_id: str, summary: str, ok: dict[str, object],
-           errors: str = "", **kw: object) -> Operation:
-        return Operation(method, PREFIX + path, handler, op_id, "admin", summary, ok,  # type: ignore[arg-type]
-                         " ".join(["401 403", errors]).strip(), auth="required", guard=operator,
-                         **kw)  # type: ignore[arg-type]
+    def op(method: str, path: str, handler: Handler, op_id: str, summary: str, ok: dict[str, Any],
+           errors: str = "", **kw: Any) -> Operation:
+        return Operation(method, PREFIX + path, handler, op_id, "admin", summary, ok,
+                         " ".join(["401 403", errors]).strip(), auth="required", guard=operator, **kw)
 
     return [
         op("GET", "/queue", queue_stats, "getQueueStats", "AI job queue counts", {"200": json_body(ref("QueueStats"))}),
