@@ -73,6 +73,27 @@ DEFAULT_CRISIS = (
     "Yalnız değilsin. Kendine zarar verme düşüncelerin varsa lütfen hemen 112'yi ara "
     "ya da güvendiğin biriyle konuş."
 )
+DEFAULT_CRISIS_EN = (
+    "You are not alone. If you are thinking about hurting yourself, please call 112 now "
+    "or talk to someone you trust."
+)
+LANGUAGES = ("tr", "en")
+
+
+@dataclass(frozen=True)
+class CrisisMessage:
+    """One help line per language; the earlier single string is accepted for every language."""
+
+    tr: str = DEFAULT_CRISIS
+    en: str = DEFAULT_CRISIS_EN
+
+
+@dataclass(frozen=True)
+class FallbackReplies:
+    """One set per language; empty = the built-in set (a plain list is taken for every language)."""
+
+    tr: list[str] = field(default_factory=list)
+    en: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,8 +107,8 @@ class AI:
     language: str = "tr"
     moderation: bool = True
     moderation_model: str = "omni-moderation-latest"
-    crisis_message: str = DEFAULT_CRISIS
-    fallback_replies: list[str] = field(default_factory=list)
+    crisis_message: CrisisMessage = field(default_factory=CrisisMessage)
+    fallback_replies: FallbackReplies = field(default_factory=FallbackReplies)
 
 
 @dataclass(frozen=True)
@@ -242,6 +263,9 @@ def _section(cls_name: Any, table: dict[str, Any], section: str, source: str) ->
 
 
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    if dataclasses.is_dataclass(hint):  # a table per language; one value stands for all of them
+        table = value if isinstance(value, dict) else {f.name: value for f in dataclasses.fields(hint)}
+        return _section(hint, table, key, source)
     origin = typing.get_origin(hint)
     if origin is list:
         (item,) = typing.get_args(hint)
@@ -267,7 +291,7 @@ def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.M
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         var = f"CWALLD_{section}_{f.name}".upper()
-        if var in env and typing.get_origin(hints[f.name]) is not list:
+        if var in env and hints[f.name] in (str, int, float, bool):
             table[f.name] = _parse_env(env[var], hints[f.name], var)
     if section == "ai" and env.get("OPENAI_API_KEY") and "CWALLD_AI_API_KEY" not in env:
         table["api_key"] = env["OPENAI_API_KEY"]
@@ -344,7 +368,11 @@ def _check(cfg: Config) -> None:
     need(cfg.ai.max_retry_after >= 0, "ai.max_retry_after", "must not be negative")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
     need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
-    need(all(r.strip() for r in cfg.ai.fallback_replies), "ai.fallback_replies", "replies must not be empty")
+    need(cfg.ai.language in LANGUAGES, "ai.language", "must be tr or en")
+    for lang in LANGUAGES:
+        need(all(r.strip() for r in getattr(cfg.ai.fallback_replies, lang)), f"ai.fallback_replies.{lang}",
+             "replies must not be empty")
+        need(bool(getattr(cfg.ai.crisis_message, lang).strip()), f"ai.crisis_message.{lang}", "must not be empty")
     need(cfg.limits.daily_confessions >= 1, "limits.daily_confessions", "must be at least 1")
     need(1 <= cfg.limits.content_min <= cfg.limits.content_max, "limits.content_min",
          "must be at least 1 and not above limits.content_max")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import structlog
 
-from cwalld import ai
+from cwalld import ai, language
 from cwalld.config import Config
 from cwalld.confessions import Cursors, Page, paged
 from cwalld.domain import HIDDEN, PENDING, PUBLISHED, REJECTED, Confession, Invalid, NotFound
@@ -39,8 +39,10 @@ class Moderation:
 
     async def restore(self, confession_id: int) -> Confession:
         """Publish a hidden (or rejected) confession again; one never answered gets a fallback."""
-        c = await self.storage.set_status(confession_id, (HIDDEN, REJECTED), PUBLISHED,
-                                          fallback_reply=ai.fallback_reply(self.config.ai, confession_id))
+        found = await self.storage.confession(confession_id)
+        text = found.content if found else ""
+        reply = ai.fallback_reply(self.config.ai, confession_id, language.of(text, self.config.ai.language))
+        c = await self.storage.set_status(confession_id, (HIDDEN, REJECTED), PUBLISHED, fallback_reply=reply)
         if c is None:
             raise NotFound("no hidden or rejected confession with that id")
         log.info("confession_restored", confession_id=confession_id, by="admin")

@@ -18,8 +18,8 @@ import hashlib
 import orjson
 import structlog
 
-from cwalld import metrics
-from cwalld.ai import AIError, AIPort, Verdict
+from cwalld import language, metrics
+from cwalld.ai import AIError, AIPort, Verdict, fallback_reply, with_crisis
 from cwalld.cache import Cache
 from cwalld.config import Config
 from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession
@@ -44,7 +44,15 @@ class Replies:
 
     def _helped(self, c: Confession, reply: str, crisis: bool) -> str:
         """The reply, with the help line under it when the text or moderation says crisis."""
-        return self.ai.with_crisis(reply) if crisis or self.safety.crisis(c.content) else reply
+        if crisis or self.safety.crisis(c.content):
+            return with_crisis(self.config.ai, reply, self._language(c))
+        return reply
+
+    def _fallback(self, c: Confession) -> str:
+        return fallback_reply(self.config.ai, c.id, self._language(c))
+
+    def _language(self, c: Confession) -> str:
+        return language.of(c.content, self.config.ai.language)
 
     async def run(self, confession_id: int) -> None:
         """Moderate, reply, publish. Raises on AI failure so the queue retries."""
@@ -52,7 +60,7 @@ class Replies:
         if c is None:
             return
         if not self.ai.enabled:
-            await self._publish(c, self._helped(c, self.ai.fallback(c.id), False), fallback=True)
+            await self._publish(c, self._helped(c, self._fallback(c), False), fallback=True)
             return
         # Identical text gets the identical outcome: reuse it without calling the API.
         key = "ai:" + hashlib.sha256(" ".join(c.content.split()).encode()).hexdigest()
@@ -64,7 +72,7 @@ class Replies:
             if verdict.rejected:
                 outcome = {"rejected": verdict.rejected}
             else:
-                reply = await self.ai.reply(c.content)
+                reply = await self.ai.reply(c.content, self._language(c))
                 outcome = {"reply": self._helped(c, reply, verdict.crisis)}
             await self.cache.put(key, orjson.dumps(outcome), self.config.cache.ai_response_ttl)
         if "rejected" in outcome:
@@ -77,7 +85,7 @@ class Replies:
         c = await self._to_answer(confession_id)
         if c is None:
             return
-        reply = self.ai.fallback(c.id)
+        reply = self._fallback(c)
         try:  # half the job's time at most: the fallback must still be stored if the AI is slow
             async with asyncio.timeout(self.config.queue.job_timeout / 2):
                 verdict = await self.ai.moderate(c.content)

@@ -7,7 +7,7 @@ The real ``openai`` client talks to it over HTTP. Tests steer it:
   ``moderation_script`` the same for /moderations (404 plays a server without that endpoint);
 - a confession containing ``[flag:CATEGORY]`` (e.g. ``[flag:hate]``, ``[flag:self-harm]``) is
   flagged for that category by ``/moderations``;
-- ``calls`` counts requests per endpoint.
+- ``calls`` counts requests per endpoint; ``prompts`` keeps each chat call's system prompt.
 
 Run alone for manual tries and benchmarks: ``python tests/fake_openai.py --port 8700``.
 """
@@ -37,6 +37,7 @@ class FakeOpenAI:
         self.moderation_script: deque[int | str | tuple[int, dict[str, str]]] = deque()
         self.calls: Counter[str] = Counter()
         self.call_times: list[float] = []
+        self.prompts: list[str] = []
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/moderations", self.moderations)
@@ -77,6 +78,7 @@ class FakeOpenAI:
         self.calls["chat"] += 1
         self.call_times.append(time.monotonic())
         body = await request.json()
+        self.prompts += [m["content"] for m in body["messages"] if m["role"] == "system"]
         scripted = await self._scripted(self.script)
         if scripted is not None:
             return scripted

@@ -86,7 +86,7 @@ async def test_self_harm_is_published_with_the_crisis_message(api: Api) -> None:
     cid = (await (await api.post(token, content=text)).json())["confession"]["id"]
     c = await api.wait_status(cid, token)
     assert c["ai_response"].startswith("Seni duyuyoruz")
-    assert c["ai_response"].endswith("\n\n" + api.c.app[WALL].config.ai.crisis_message)
+    assert c["ai_response"].endswith("\n\n" + api.c.app[WALL].config.ai.crisis_message.tr)
 
 
 async def test_crisis_message_kept_when_the_reply_falls_back(api: Api, fake_ai) -> None:  # type: ignore[no-untyped-def]

@@ -18,6 +18,7 @@ from tests.conftest import Api
 CHANGED_TEXT = {
     "ai.api_key": "another-key", "ai.base_url": None, "ai.model": "another-model", "ai.language": "en",
     "ai.moderation_model": "another-moderation", "ai.crisis_message": "Yardım hattı: 182.",
+    "ai.fallback_replies": ["Bir yedek yanıt daha."],
     "log.level": "debug", "log.format": "json", "server.metrics_token": "s3cret",
     "popular.schedule": "0 */3 * * *", "scheduler.timezone": "Europe/Istanbul", "scheduler.recovery": "*/2 * * * *",
     "scheduler.queue_clean": "15 5 * * *", "scheduler.sessions_purge": "45 5 * * *",

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from cwalld.config import DEFAULT_CRISIS
+from cwalld.config import DEFAULT_CRISIS, DEFAULT_CRISIS_EN
 from cwalld.config import Safety as SafetySettings
 from cwalld.safety import Safety
 from tests.conftest import Api, test_config
 
 TR = "Her şey anlamsız, kendime zarar vermeyi planlıyorum."
 EN = "Nothing makes sense anymore and I want to kill myself."
+HELP = {TR: DEFAULT_CRISIS, EN: DEFAULT_CRISIS_EN}  # the help line in the confession's language
 
 
 @pytest.mark.parametrize("text", [TR, EN, "KENDİMİ ÖLDÜRECEĞİM artık", "kendimi oldurecegimmm bu gece",
@@ -45,13 +46,13 @@ async def published(api: Api, content: str) -> dict[str, Any]:
 async def test_help_line_with_the_ai_off(tmp_path: Path, make_client: Any, content: str) -> None:
     api = Api(await make_client(test_config(tmp_path)))  # no API key at all
     c = await published(api, content)
-    assert c["ai_fallback"] is True and c["ai_response"].endswith(DEFAULT_CRISIS)
+    assert c["ai_fallback"] is True and c["ai_response"].endswith(HELP[content])
 
 
 @pytest.mark.parametrize("content", [TR, EN])
 async def test_help_line_when_the_ai_answers_but_moderation_misses_it(api: Api, content: str) -> None:
     c = await published(api, content)
-    assert c["ai_fallback"] is False and c["ai_response"].endswith(DEFAULT_CRISIS)
+    assert c["ai_fallback"] is False and c["ai_response"].endswith(HELP[content])
 
 
 @pytest.mark.parametrize("content", [TR, EN])
@@ -59,8 +60,8 @@ async def test_help_line_when_the_ai_is_down(api: Api, fake_ai: Any, content: st
     fake_ai.script.extend([500] * 20)
     fake_ai.moderation_script.extend([500] * 20)
     c = await published(api, content)
-    assert c["ai_fallback"] is True and c["ai_response"].endswith(DEFAULT_CRISIS)
-    assert c["ai_response"].count(DEFAULT_CRISIS) == 1
+    assert c["ai_fallback"] is True and c["ai_response"].endswith(HELP[content])
+    assert c["ai_response"].count(HELP[content]) == 1
 
 
 async def test_an_ordinary_confession_gets_no_help_line(api: Api) -> None:
