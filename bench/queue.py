@@ -18,6 +18,7 @@ import structlog
 
 from bench.redis_server import private_redis
 from cwalld.config import Queue as QueueSettings
+from cwalld.queue import Done
 from cwalld.queue.redis import RedisQueue
 
 CONSUMERS = 5
@@ -56,13 +57,14 @@ class Instant:
     def __init__(self, n: int) -> None:
         self.left, self.done = n, asyncio.Event()
 
-    async def run(self, cid: int) -> None:
+    async def run(self, cid: int) -> Done:
         self.left -= 1
         if self.left == 0:
             self.done.set()
+        return "completed"
 
-    async def give_up(self, cid: int) -> None:  # pragma: no cover - never fails
-        pass
+    async def give_up(self, cid: int) -> Done:  # pragma: no cover - never fails
+        return "completed"
 
 
 async def ours(url: str, n: int) -> float:

@@ -120,13 +120,12 @@ class AI:
             response = await self._call("moderation", self.client.moderations.create(
                 input=text, model=self.settings.moderation_model))
         except AIError as e:
-            if e.kind != "not_found":
-                raise
-            # An OpenAI-compatible server without the endpoint (Ollama, llama.cpp): say so once,
-            # and publish unmoderated as during any moderation outage; the local checks still ran.
-            self._once("ai_moderation_unavailable", url=self.settings.base_url.rstrip("/") + "/moderations",
-                       key="ai.moderation", hint="set [ai].moderation = false for a server without moderations")
-            return Verdict()
+            if e.kind == "not_found":
+                # An OpenAI-compatible server without the endpoint (Ollama, llama.cpp): say so once;
+                # the caller treats moderation as unavailable ([moderation].on_unavailable).
+                self._once("ai_moderation_unavailable", url=self.settings.base_url.rstrip("/") + "/moderations",
+                           key="ai.moderation", hint="set [ai].moderation = false for a server without moderations")
+            raise
         flags = set()
         for result in response.results:
             flags |= {name for name, on in result.categories.model_dump(by_alias=True).items() if on}

@@ -47,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     # operator commands: they ask the running daemon over its control socket
     queue = sub.add_parser("queue", help="the AI job queue of the running daemon")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
-    qsub.add_parser("stats", help="waiting, active, completed, failed, delayed")
+    qsub.add_parser("stats", help="waiting, active, delayed, completed, fallback, held, failed")
     clean = qsub.add_parser("clean", help="forget finished job records older than --grace seconds")
     clean.add_argument("--grace", type=int, default=0)
     qsub.add_parser("retry-failed", help="queue every failed job again")

@@ -155,6 +155,7 @@ class Scheduler:
 @dataclass(frozen=True)
 class Moderation:
     auto_hide_reports: int = 5
+    on_unavailable: str = "publish"
 
 
 @dataclass(frozen=True)
@@ -401,6 +402,7 @@ def _check(cfg: Config) -> None:
     for key in ("crisis_terms", "blocked_terms"):
         need(all(t.strip() for t in getattr(cfg.safety, key)), f"safety.{key}", "terms must not be empty")
     need(cfg.moderation.auto_hide_reports >= 1, "moderation.auto_hide_reports", "must be at least 1")
+    need(cfg.moderation.on_unavailable in ("publish", "hold"), "moderation.on_unavailable", "must be publish or hold")
     need(bool(cfg.server.control_socket), "server.control_socket", "must not be empty")
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
     need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")

@@ -18,7 +18,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)  # process_resident_memory_bytes and friends
 
-JOBS = Counter("cwalld_jobs", "AI job events", ["event"], registry=REGISTRY)  # completed, failed, retried, stalled, fallback_used
+JOBS = Counter("cwalld_jobs", "AI job events", ["event"], registry=REGISTRY)  # completed, fallback_used, held, failed, retried, stalled
 JOB_SECONDS = Histogram("cwalld_job_duration_seconds", "AI job attempt duration", ["outcome"], registry=REGISTRY,
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 AI_CALLS = Counter("cwalld_ai_calls", "AI API calls", ["call"], registry=REGISTRY)  # moderation, chat

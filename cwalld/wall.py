@@ -42,11 +42,12 @@ class Wall:
         confessions = Confessions(config, storage, queue, events, cursors)
         views = Views(confessions, cache, config.cache)
         events.subscribe(views.follow)  # the caches follow every change
+        replies = Replies(config, storage, ai, cache, events)
         return cls(config, storage, queue, cache, events,
                    accounts=Accounts(config, storage, events, Windows(cache)),
                    confessions=confessions,
-                   moderation=Moderation(config, storage, events, cursors),
-                   replies=Replies(config, storage, ai, cache, events),
+                   moderation=Moderation(config, storage, events, cursors, replies),
+                   replies=replies,
                    jobs=Jobs(config, storage, queue, events),
                    views=views)
 

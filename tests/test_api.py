@@ -215,7 +215,8 @@ async def test_admin_queue_stats(api: Api, client) -> None:  # type: ignore[no-u
     cid = (await (await api.post(user)).json())["confession"]["id"]
     await api.wait_status(cid, user)
     r = await api.c.get("/api/v1/admin/queue", headers=api.auth(admin))
-    assert await r.json() == {"waiting": 0, "active": 0, "completed": 1, "failed": 0, "delayed": 0, "total": 1}
+    assert await r.json() == {"waiting": 0, "active": 0, "delayed": 0, "completed": 1, "fallback": 0, "held": 0,
+                              "failed": 0, "total": 1}
 
 
 async def test_anonymous_author_is_seen_only_by_the_author(api: Api) -> None:

@@ -166,6 +166,12 @@ async def test_metrics_parse_and_move(tmp_path: Path, fake_ai: Any, make_client:
     assert after["cwalld_jobs_total{event=completed}"] - before.get("cwalld_jobs_total{event=completed}", 0) == 1
     assert after["cwalld_ai_calls_total{call=chat}"] - before.get("cwalld_ai_calls_total{call=chat}", 0) == 1
     assert after["cwalld_queue_jobs{state=completed}"] == 1
+    fake_ai.script.extend([500] * 4)  # every attempt fails: the job ends with a fallback, counted apart
+    cid = (await (await api.post(token, content="Bu itirafın yanıtı yedekten gelecek.")).json())["confession"]["id"]
+    assert (await api.wait_status(cid, token))["ai_fallback"] is True
+    last = await scrape()
+    assert last["cwalld_queue_jobs{state=fallback}"] == 1 and last["cwalld_queue_jobs{state=completed}"] == 1
+    assert last["cwalld_jobs_total{event=fallback_used}"] - after.get("cwalld_jobs_total{event=fallback_used}", 0) == 1
     assert after["cwalld_cache_hits_total{type=feed}"] >= 2
     assert after["process_resident_memory_bytes{}"] > 10e6
     assert "cwalld_event_loop_lag_seconds{}" in after

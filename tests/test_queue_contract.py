@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cwalld.config import Queue as QueueSettings
-from cwalld.queue import JobQueue
+from cwalld.queue import Done, JobQueue
 from cwalld.queue.local import LocalQueue
 from cwalld.queue.redis import RedisQueue
 
@@ -30,8 +30,10 @@ class Recorder:
         self.give_up_fails = False
         self.done: dict[int, asyncio.Event] = defaultdict(asyncio.Event)
         self.active = self.most_active = 0
+        self.ends: dict[int, Done] = {}  # how a job's run ends when it does not fail (else completed)
+        self.give_up_ends: Done = "fallback"
 
-    async def run(self, cid: int) -> None:
+    async def run(self, cid: int) -> Done:
         self.runs[cid] += 1
         self.times[cid].append(time.monotonic())
         self.active += 1
@@ -44,12 +46,14 @@ class Recorder:
         if self.runs[cid] <= self.fail[cid]:
             raise RuntimeError(f"scripted failure {self.runs[cid]}")
         self.done[cid].set()
+        return self.ends.get(cid, "completed")
 
-    async def give_up(self, cid: int) -> None:
+    async def give_up(self, cid: int) -> Done:
         if self.give_up_fails:
             raise RuntimeError("give_up failed too")
         self.gave_up.append(cid)
         self.done[cid].set()
+        return self.give_up_ends
 
 
 @pytest.fixture(params=BACKENDS)
@@ -87,7 +91,8 @@ async def test_jobs_run_once_and_count_as_completed(queue: Any) -> None:
     for cid in range(1, 11):
         assert await q.enqueue(cid) is True
     stats = await settled(q, completed=10)
-    assert stats == {"waiting": 0, "active": 0, "completed": 10, "failed": 0, "delayed": 0, "total": 10}
+    assert stats == {"waiting": 0, "active": 0, "delayed": 0, "completed": 10, "fallback": 0, "held": 0, "failed": 0,
+                     "total": 10}
     assert set(h.runs.values()) == {1}
 
 
@@ -127,7 +132,22 @@ async def test_give_up_after_the_last_retry(queue: Any) -> None:
     await q.enqueue(1)
     await asyncio.wait_for(h.done[1].wait(), 3)
     assert h.runs[1] == 3 and h.gave_up == [1]  # 1 attempt + retries=2
-    await settled(q, completed=1, failed=0)
+    await settled(q, fallback=1, completed=0, failed=0)
+
+
+async def test_each_way_a_job_ends_is_counted_apart(queue: Any) -> None:
+    q, h = await queue(), Recorder()
+    h.ends = {2: "fallback", 3: "held"}
+    h.fail[4] = 99
+    h.give_up_ends = "held"
+    await q.start(h)
+    for cid in (1, 2, 3, 4):
+        await q.enqueue(cid)
+    await settled(q, completed=1, fallback=1, held=2, failed=0, total=4)
+    h.ends[3] = "completed"
+    assert await q.enqueue(3)  # a held confession is tried again: its record moves
+    await settled(q, completed=2, fallback=1, held=1, total=4)
+    assert await q.clean(0) == 4
 
 
 async def test_failed_jobs_are_counted_cleaned_and_retried(queue: Any) -> None:

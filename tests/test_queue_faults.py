@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from cwalld.config import Queue as QueueSettings
+from cwalld.queue import Done
 from cwalld.queue.local import LocalQueue
 from cwalld.queue.redis import RedisQueue
 from cwalld.redis_client import connect
@@ -67,12 +68,12 @@ class Gated(Recorder):
         self.gates: list[asyncio.Event] = []
         self.started = asyncio.Event()
 
-    async def run(self, cid: int) -> None:
+    async def run(self, cid: int) -> Done:
         gate = asyncio.Event()
         self.gates.append(gate)
         self.started.set()
         await gate.wait()
-        await super().run(cid)
+        return await super().run(cid)
 
 
 async def test_a_run_that_lost_its_lease_changes_nothing(redis_server: Any, redis_prefix: str) -> None:

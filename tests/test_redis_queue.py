@@ -80,7 +80,8 @@ async def test_finished_records_are_bounded(redis_server: Any, redis_prefix: str
         await q.enqueue(cid)
     await settled(q, waiting=0, active=0)
     await asyncio.sleep(0.1)
-    assert await q.stats() == {"waiting": 0, "active": 0, "completed": 5, "failed": 0, "delayed": 0, "total": 5}
+    assert await q.stats() == {"waiting": 0, "active": 0, "delayed": 0, "completed": 5, "fallback": 0, "held": 0,
+                               "failed": 0, "total": 5}
     await q.stop(0)
 
 

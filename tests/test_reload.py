@@ -22,7 +22,7 @@ CHANGED_TEXT = {
     "log.level": "debug", "log.format": "json", "server.metrics_token": "s3cret",
     "popular.schedule": "0 */3 * * *", "scheduler.timezone": "Europe/Istanbul", "scheduler.recovery": "*/2 * * * *",
     "scheduler.queue_clean": "15 5 * * *", "scheduler.sessions_purge": "45 5 * * *",
-    "server.trusted_proxies": ["10.0.0.0/8"],
+    "server.trusted_proxies": ["10.0.0.0/8"], "moderation.on_unavailable": "hold",
 }
 
 

@@ -52,9 +52,14 @@ def operations(config: Config) -> list[Operation]:
            {"200": json_body(PAGE)}, "422",
            query=(Param("status", {"type": "string", "enum": ["pending", "rejected", "hidden"]}, required=True),
                   LIMIT, CURSOR)),
-        op("POST", f"/confessions/{ID}/hide", hide, "hideConfession", "Hide a published confession", {"200": CONFESSION}, "404"),
-        op("POST", f"/confessions/{ID}/restore", restore, "restoreConfession",
+        op("POST", f"/confessions/{ID}/hide", decision("hide"), "hideConfession", "Hide a published confession",
+           {"200": CONFESSION}, "404"),
+        op("POST", f"/confessions/{ID}/restore", decision("restore"), "restoreConfession",
            "Publish a hidden or rejected confession again", {"200": CONFESSION}, "404"),
+        op("POST", f"/confessions/{ID}/publish", decision("publish"), "publishConfession",
+           "Publish a pending confession now, with the fallback reply", {"200": CONFESSION}, "404"),
+        op("POST", f"/confessions/{ID}/reject", decision("reject"), "rejectConfession",
+           "Reject a pending confession now", {"200": CONFESSION}, "404"),
         op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", {"200": ADMIN_USER}, "404"),
         op("DELETE", "/users/{username}/admin", revoke_admin, "revokeAdmin", "Revoke a user's admin rights",
            {"200": ADMIN_USER}, "404 409"),
@@ -107,16 +112,13 @@ async def confessions(request: web.Request, i: Input) -> web.Response:
                               for c in page.items], "next_cursor": page.next_cursor})
 
 
-async def hide(request: web.Request, i: Input) -> web.Response:
-    await operator(request)
-    c = await request.app[WALL].moderation.hide(int(request.match_info["id"]))
-    return respond({"confession": confession_json(c, False, None)})
-
-
-async def restore(request: web.Request, i: Input) -> web.Response:
-    await operator(request)
-    c = await request.app[WALL].moderation.restore(int(request.match_info["id"]))
-    return respond({"confession": confession_json(c, False, None)})
+def decision(name: str) -> Handler:
+    """The handler of an admin's decision on one confession: ``moderation.<name>(id)``."""
+    async def decide(request: web.Request, i: Input) -> web.Response:
+        await operator(request)
+        c = await getattr(request.app[WALL].moderation, name)(int(request.match_info["id"]))
+        return respond({"confession": confession_json(c, False, None)})
+    return decide
 
 
 async def grant_admin(request: web.Request, i: Input) -> web.Response:

@@ -117,5 +117,5 @@ SCHEMAS: dict[str, Schema] = {
             "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]}})]},
     }),
     "QueueStats": obj({k: {"type": "integer", "minimum": 0} for k in
-                       ("waiting", "active", "completed", "failed", "delayed", "total")}),
+                       ("waiting", "active", "delayed", "completed", "fallback", "held", "failed", "total")}),
 }

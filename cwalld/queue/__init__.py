@@ -21,11 +21,19 @@ from cwalld.config import Queue as QueueSettings
 log = structlog.get_logger("cwalld.queue")
 
 
+Done = Literal["completed", "fallback", "held"]
+"""How a job ended well: done, done with a fallback reply, or held (moderation was unavailable
+and ``[moderation].on_unavailable = "hold"``: the confession waits, see ``jobs.recovery``)."""
+
+FINISHED = ("completed", "fallback", "held", "failed")
+"""The finished records a queue keeps, one per state, for ``stats`` and ``retry_failed``."""
+
+
 class Handler(Protocol):
-    async def run(self, confession_id: int) -> None:
+    async def run(self, confession_id: int) -> Done:
         """Do the job; raise to have it retried. Must be idempotent: it may run twice."""
 
-    async def give_up(self, confession_id: int) -> None:
+    async def give_up(self, confession_id: int) -> Done:
         """Called once every retry has failed (e.g. publish with a fallback reply)."""
 
 
@@ -49,7 +57,7 @@ class JobQueue(Protocol):
         """Stop taking jobs; let active ones finish for up to ``grace`` seconds."""
 
     async def stats(self) -> dict[str, int]:
-        """``{waiting, active, completed, failed, delayed, total}``."""
+        """``{waiting, active, delayed}``, a count per ``FINISHED`` state, and ``total``."""
 
     async def clean(self, grace: float) -> int:
         """Forget finished job records older than ``grace`` seconds; returns how many."""
@@ -65,7 +73,7 @@ class JobQueue(Protocol):
         """Consumers running in this process (0 when stopped)."""
 
 
-Outcome = Literal["completed", "fallback", "retry", "failed"]
+Outcome = Literal["completed", "fallback", "held", "retry", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +92,7 @@ async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, co
     ctx = {"job_id": job_id, "confession_id": confession_id, "attempt": attempt}
     try:
         async with asyncio.timeout(settings.job_timeout):
-            await handler.run(confession_id)
+            done = await handler.run(confession_id)
     except Exception as e:  # noqa: BLE001 - every failure of a job is retried, then given up
         error = _describe(e)
         if attempt <= settings.retries and not getattr(e, "permanent", False):
@@ -95,17 +103,20 @@ async def run_attempt(handler: Handler, settings: QueueSettings, job_id: str, co
             return Result("retry", delay, error)
         try:
             async with asyncio.timeout(settings.job_timeout):
-                await handler.give_up(confession_id)
+                done = await handler.give_up(confession_id)
         except Exception as e2:  # noqa: BLE001
             log.error("job_failed", **ctx, error=f"{error}; give_up: {_describe(e2)}", ms=_ms(started))
             _count("failed", started)
             return Result("failed", error=_describe(e2))
-        log.info("job_fallback_used", **ctx, error=error, ms=_ms(started))
-        _count("fallback_used", started)
-        return Result("fallback", error=error)
-    log.info("job_completed", **ctx, ms=_ms(started))
-    _count("completed", started)
-    return Result("completed")
+        log.info(_EVENTS[done], **ctx, error=error, ms=_ms(started))
+        _count(_EVENTS[done][4:], started)
+        return Result(done, error=error)
+    log.info(_EVENTS[done], **ctx, ms=_ms(started))
+    _count(_EVENTS[done][4:], started)
+    return Result(done)
+
+
+_EVENTS: dict[Done, str] = {"completed": "job_completed", "fallback": "job_fallback_used", "held": "job_held"}
 
 
 def _count(event: str, started: float) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cwalld.config import Queue as QueueSettings
-from cwalld.queue import Handler, run_attempt
+from cwalld.queue import FINISHED, Handler, run_attempt
 
 @dataclass(slots=True)
 class _Job:
@@ -30,7 +30,7 @@ class LocalQueue:
         self._live: dict[int, _Job] = {}  # by confession id: at most one job each
         self._timers: dict[int, asyncio.TimerHandle] = {}
         # finished records, as in Redis: state -> confession id -> finished at (monotonic)
-        self._finished: dict[str, OrderedDict[int, float]] = {"completed": OrderedDict(), "failed": OrderedDict()}
+        self._finished: dict[str, OrderedDict[int, float]] = {state: OrderedDict() for state in FINISHED}
         self._consumers: list[asyncio.Task[None]] = []
         self._idle: set[asyncio.Task[None]] = set()
         self._handler: Handler | None = None
@@ -91,7 +91,7 @@ class LocalQueue:
                 self._timers[cid] = asyncio.get_running_loop().call_later(result.delay, self._due, cid)
             else:
                 del self._live[cid]
-                self._record("failed" if result.outcome == "failed" else "completed", cid)
+                self._record(result.outcome, cid)
 
     async def ping(self) -> None:
         return None

@@ -13,7 +13,7 @@ set for dedup, and XAUTOCLAIM cannot move a job back to "delayed". So:
     attempts HASH   id → attempts started
     wake     LIST   wake-up tokens for blocked fetchers (bounded; a lost one costs ≤ 1 s)
     marker   STRING set while Redis holds this queue's data: gone means FLUSHALL or an empty restart
-    completed, failed  ZSET  id → finished at (bounded by age and count)
+    completed, fallback, held, failed  ZSET  id → finished at (bounded by age and count)
 
 Every move between states is one Lua script using the server's clock, so processes on different
 machines agree and nothing is half-moved. Taking a job gives it a lease and an owner token in the
@@ -45,7 +45,7 @@ from redis.exceptions import RedisError
 
 from cwalld import metrics
 from cwalld.config import Queue as QueueSettings
-from cwalld.queue import Handler, run_attempt
+from cwalld.queue import FINISHED, Handler, run_attempt
 from cwalld.redis_client import Coalesced, connect
 
 log = structlog.get_logger("cwalld.queue")
@@ -54,13 +54,12 @@ _NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] /
 WAKE_MAX = 16  # wake-up tokens kept: enough for every blocked fetcher, bounded with none
 _WAKE = f"local function wake(key) redis.call('LPUSH', key, 1) redis.call('LTRIM', key, 0, {WAKE_MAX - 1}) end "
 
-# KEYS: live, wait, completed, failed, wake  ARGV: id
+# KEYS: live, wait, wake, then every finished record  ARGV: id
 ENQUEUE = _WAKE + """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZREM', KEYS[4], ARGV[1])
+for i = 4, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('LPUSH', KEYS[2], ARGV[1])
-wake(KEYS[5])
+wake(KEYS[3])
 return 1
 """
 # KEYS: wait, active, lease, attempts, owner  ARGV: n, lease_ms, nonce → {id, attempt, …}, up to n
@@ -136,10 +135,11 @@ end
 if #moved > 0 then wake(KEYS[5]) end
 return moved
 """
-# KEYS: completed, failed  ARGV: grace_ms
+# KEYS: every finished record  ARGV: grace_ms
 CLEAN = _NOW + """
-local cutoff = now - tonumber(ARGV[1])
-return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff) + redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', cutoff)
+local cutoff, n = now - tonumber(ARGV[1]), 0
+for _, key in ipairs(KEYS) do n = n + redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
+return n
 """
 # KEYS: failed, live, wait, attempts, wake
 RETRY_FAILED = _WAKE + """
@@ -204,7 +204,7 @@ class RedisQueue:
         self.settings = settings
         p = f"{prefix}q:"
         self.k = {name: p + name for name in ("wait", "active", "lease", "owner", "delayed", "live", "attempts",
-                                              "wake", "marker", "completed", "failed")}
+                                              "wake", "marker", *FINISHED)}
         self.r = connect(url)
         self.commands = Coalesced(self.r)
         # The blocking wait gets a client of its own, so it never starves others; its socket
@@ -247,7 +247,7 @@ class RedisQueue:
 
     async def enqueue(self, confession_id: int) -> bool:
         try:
-            done = await self._script("enqueue", ("live", "wait", "completed", "failed", "wake"), confession_id)
+            done = await self._script("enqueue", ("live", "wait", "wake", *FINISHED), confession_id)
         except (RedisError, OSError) as e:
             self.outage.mark(e)  # the sweep on recovery queues it
             raise
@@ -329,8 +329,7 @@ class RedisQueue:
                 held = await self._script("retry", ("owner", "active", "lease", "delayed"), cid, token,
                                           int(result.delay * 1000))
             else:
-                state = "failed" if result.outcome == "failed" else "completed"
-                held = await self._script("finish", ("owner", "active", "lease", "live", "attempts", state), cid,
+                held = await self._script("finish", ("owner", "active", "lease", "live", "attempts", result.outcome), cid,
                                           token, self.settings.keep_finished, int(self.settings.keep_finished_seconds * 1000))
             acked = True
             if not held:  # another process took the job over meanwhile: its run counts, not ours
@@ -383,15 +382,16 @@ class RedisQueue:
 
     async def stats(self) -> dict[str, int]:
         async with self.r.pipeline(transaction=True) as p:
-            for command, key in (("LLEN", "wait"), ("LLEN", "active"), ("ZCARD", "completed"), ("ZCARD", "failed"),
-                                 ("ZCARD", "delayed")):
-                p.execute_command(command, self.k[key])
-            waiting, active, completed, failed, delayed = await p.execute()
-        counts = {"waiting": waiting, "active": active, "completed": completed, "failed": failed, "delayed": delayed}
+            p.llen(self.k["wait"])
+            p.llen(self.k["active"])
+            p.zcard(self.k["delayed"])
+            for state in FINISHED:
+                p.zcard(self.k[state])
+            counts = dict(zip(("waiting", "active", "delayed", *FINISHED), await p.execute()))
         return {**counts, "total": sum(counts.values())}
 
     async def clean(self, grace: float) -> int:
-        return int(await self._script("clean", ("completed", "failed"), int(grace * 1000)))
+        return int(await self._script("clean", FINISHED, int(grace * 1000)))
 
     async def retry_failed(self) -> int:
         return int(await self._script("retry_failed", ("failed", "live", "wait", "attempts", "wake")))

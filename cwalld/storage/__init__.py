@@ -62,7 +62,10 @@ class Storage(Protocol):
         self, confession_id: int, status: str, ai_response: str | None, ai_fallback: bool, rejection_reason: str | None
     ) -> bool:
         """Publish or reject a pending confession; False (and no change) if it was not pending."""
-    async def pending_ids(self, older_than: str | None = None) -> list[int]: ...
+    async def pending_ids(self, older_than: str | None = None) -> list[int]:
+        """Pending confessions created before ``older_than``, except those held until later."""
+    async def hold(self, confession_id: int, first: float, cap: float) -> str | None:
+        """Hold a pending confession for moderation, with backoff; when it is tried next."""
     async def set_status(self, confession_id: int, from_statuses: tuple[str, ...], to: str,
                          fallback_reply: str | None = None) -> Confession | None:
         """Move a confession between statuses (admin hide/restore); None if it was in none of them."""

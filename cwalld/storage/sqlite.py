@@ -262,10 +262,24 @@ class SQLiteStorage:
 
     async def pending_ids(self, older_than: str | None = None) -> list[int]:
         rows = await self.r.fetch(
-            "SELECT id FROM confessions WHERE status = 'pending' AND created_at < ? ORDER BY created_at",
-            (older_than or "9999",),
+            "SELECT id FROM confessions WHERE status = 'pending' AND created_at < ?"
+            " AND (retry_at IS NULL OR retry_at <= ?) ORDER BY created_at",
+            (older_than or "9999", now()),
         )
         return [r[0] for r in rows]
+
+    async def hold(self, confession_id: int, first: float, cap: float) -> str | None:
+        """Keep a pending confession waiting: the next try after ``first`` seconds, doubling with
+        each hold up to ``cap``. Returns when, or None if it is no longer pending."""
+        def op(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT holds FROM confessions WHERE id = ? AND status = 'pending'",
+                             (confession_id,)).fetchone()
+            if row is None:
+                return None
+            at = iso_after(min(cap, first * 2 ** min(row[0], 30)))
+            db.execute("UPDATE confessions SET holds = holds + 1, retry_at = ? WHERE id = ?", (at, confession_id))
+            return at
+        return await self.w.run(op, "hold")
 
     # --- empathy ---
 
