@@ -8,7 +8,7 @@ which can spread them over time and across processes. Failures surface as ``AIEr
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import structlog
 
 from cwalld import metrics
+from cwalld.breaker import Breaker, State
 from cwalld.config import AI as AISettings
 
 log = structlog.get_logger("cwalld.ai")
@@ -70,6 +71,9 @@ class AIPort(Protocol):
 
     @property
     def enabled(self) -> bool: ...
+    @property
+    def health(self) -> str:
+        """"ok", "degraded" (a circuit breaker is open) or "disabled" (no API key)."""
     async def moderate(self, text: str) -> Verdict: ...
     async def reply(self, text: str, language: str) -> str: ...
 
@@ -90,6 +94,7 @@ class AI:
     def __init__(self, settings: AISettings) -> None:
         self.settings = settings
         self.said: set[str] = set()  # warnings said in the current episode (until a call succeeds)
+        self.breakers = {call: self._breaker(call) for call in ("moderation", "chat", "models")}
         self.client: Any = None
         if settings.api_key:
             import openai  # imported only when used: it is the largest dependency (~25 MB resident)
@@ -105,19 +110,38 @@ class AI:
     def enabled(self) -> bool:
         return self.client is not None
 
+    @property
+    def health(self) -> str:
+        if self.client is None:
+            return "disabled"
+        return "ok" if all(b.state == "closed" for b in self.breakers.values()) else "degraded"
+
+    def _breaker(self, call: str) -> Breaker:
+        def changed(state: State) -> None:
+            for s in ("closed", "open", "half_open"):
+                metrics.AI_BREAKER.labels(call, s).set(s == state)
+            if state == "open":
+                log.warning("ai_breaker_open", call=call, cooldown=self.settings.breaker_cooldown,
+                            hint="calls stop meanwhile except one probe; replies are fallbacks")
+            elif state == "closed":
+                log.info("ai_breaker_closed", call=call)
+
+        changed("closed")
+        return Breaker(self.settings.breaker_failures, self.settings.breaker_cooldown, changed)
+
     async def close(self) -> None:
         if self.client is not None:
             await self.client.close()
 
     async def ping(self) -> None:
         assert self.client is not None
-        await self._call("models", self.client.models.list())
+        await self._call("models", lambda: self.client.models.list())
 
     async def moderate(self, text: str) -> Verdict:
         if self.client is None or not self.settings.moderation:
             return Verdict()
         try:
-            response = await self._call("moderation", self.client.moderations.create(
+            response = await self._call("moderation", lambda: self.client.moderations.create(
                 input=text, model=self.settings.moderation_model))
         except AIError as e:
             if e.kind == "not_found":
@@ -137,7 +161,7 @@ class AI:
 
     async def reply(self, text: str, language: str) -> str:
         assert self.client is not None
-        response = await self._call("chat", self.client.chat.completions.create(
+        response = await self._call("chat", lambda: self.client.chat.completions.create(
             model=self.settings.model,
             messages=[
                 {"role": "system", "content": SYSTEM_PROMPT.format(language=LANGUAGE_NAMES[language])},
@@ -151,17 +175,29 @@ class AI:
             raise AIError("other", "empty reply")
         return shorten(content, self.settings.max_reply_chars)
 
-    async def _call(self, call: str, awaitable: Awaitable[Any]) -> Any:
+    async def _call(self, call: str, request: Callable[[], Awaitable[Any]]) -> Any:
+        breaker = self.breakers[call]
+        if not breaker.allow():
+            metrics.AI_FAILURES.labels("breaker_open").inc()
+            raise AIError("breaker_open", f"{call} calls paused after repeated failures")
         metrics.AI_CALLS.labels(call).inc()
         try:
-            result = await _request(awaitable, self.settings.max_retry_after)
+            result = await _request(request(), self.settings.max_retry_after)
         except AIError as e:
             metrics.AI_FAILURES.labels(e.kind).inc()
+            if e.kind in OUTAGE:
+                breaker.failure()
+            else:  # the server answered: it is up, whatever it said
+                breaker.success()
             if e.kind == "auth":
                 self._once("ai_auth_failed", hint="check [ai].api_key; replies are fallbacks meanwhile")
             elif e.kind == "not_found" and call == "chat":
                 self._once("ai_model_not_found", model=self.settings.model, hint="check [ai].model")
             raise
+        except BaseException:  # cancelled (the job's timeout): a probe must not stay in flight forever
+            breaker.failure()
+            raise
+        breaker.success()
         self.said.discard("ai_auth_failed")
         if call == "chat":
             self.said.discard("ai_model_not_found")
@@ -174,6 +210,7 @@ class AI:
             log.warning(event, **fields)
 
 
+OUTAGE = {"timeout", "rate_limited", "server", "connection"}  # what the circuit breaker counts
 PERMANENT = {400: "invalid_request", 422: "invalid_request", 401: "auth", 403: "auth", 404: "not_found"}
 
 

@@ -103,6 +103,8 @@ class AI:
     model: str = "gpt-4o-mini"
     request_timeout: float = 5.0
     max_retry_after: float = 60.0
+    breaker_failures: int = 5
+    breaker_cooldown: float = 10.0
     max_reply_chars: int = 600
     language: str = "tr"
     moderation: bool = True
@@ -367,6 +369,8 @@ def _check(cfg: Config) -> None:
     need(bool(cfg.queue.backoff) or cfg.queue.retries == 0, "queue.backoff", "needs at least one delay when retries > 0")
     need(cfg.ai.request_timeout > 0, "ai.request_timeout", "must be greater than 0")
     need(cfg.ai.max_retry_after >= 0, "ai.max_retry_after", "must not be negative")
+    need(cfg.ai.breaker_failures >= 1, "ai.breaker_failures", "must be at least 1")
+    need(cfg.ai.breaker_cooldown > 0, "ai.breaker_cooldown", "must be greater than 0")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
     need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
     need(cfg.ai.language in LANGUAGES, "ai.language", "must be tr or en")

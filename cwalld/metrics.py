@@ -23,6 +23,8 @@ JOB_SECONDS = Histogram("cwalld_job_duration_seconds", "AI job attempt duration"
                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
 AI_CALLS = Counter("cwalld_ai_calls", "AI API calls", ["call"], registry=REGISTRY)  # moderation, chat
 AI_FAILURES = Counter("cwalld_ai_failures", "AI API failures", ["kind"], registry=REGISTRY)  # timeout, rate_limited, server, connection, other
+AI_BREAKER = Gauge("cwalld_ai_breaker", "AI circuit breaker per call: 1 for its current state",
+                   ["call", "state"], registry=REGISTRY)  # closed, open, half_open
 AI_FALLBACKS = Counter("cwalld_ai_fallbacks", "Confessions published with a fallback reply", registry=REGISTRY)
 MODERATION_REJECTIONS = Counter("cwalld_moderation_rejections", "Confessions rejected by moderation", registry=REGISTRY)
 LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.5 s sleep", registry=REGISTRY)

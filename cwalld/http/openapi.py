@@ -109,7 +109,8 @@ SCHEMAS: dict[str, Schema] = {
     }),
     "Readiness": obj({"db": {"enum": ["ok", "down", "full", "error", "busy"]},
                       "redis": {"enum": ["ok", "down", "disabled"]},
-                      "consumers": {"type": "integer"}, "scheduler": {"enum": ["ok", "stopped"]}}),
+                      "consumers": {"type": "integer"}, "scheduler": {"enum": ["ok", "stopped"]},
+                      "ai": {"enum": ["ok", "degraded", "disabled"]}}),
     "Job": obj({
         "name": {"type": "string"}, "schedule": {"type": "string"}, "next_run": TS,
         "last_run": {"oneOf": [{"type": "null"}, obj({

@@ -31,7 +31,7 @@ def operations(config: Config) -> list[Operation]:
     return [
         Operation("GET", "/healthz", healthz, "healthz", "operations", "Liveness",
                   {"200": json_body(obj({"status": {"const": "ok"}}))}),
-        Operation("GET", "/readyz", readyz, "readyz", "operations", "Readiness: database, Redis, consumers, scheduler",
+        Operation("GET", "/readyz", readyz, "readyz", "operations", "Readiness: database, Redis, consumers, scheduler (and the AI's state)",
                   {"200": json_body(ref("Readiness"), "Ready"), "503": json_body(ref("Readiness"), "Not ready")}),
         Operation("GET", "/metrics", metrics_endpoint, "metrics", "operations",
                   "Prometheus metrics (text format); bearer [server].metrics_token if set",
@@ -118,10 +118,11 @@ async def healthz(request: web.Request, i: Input) -> web.Response:
 
 async def readyz(request: web.Request, i: Input) -> web.Response:
     """Ready to serve: the database answers, Redis (if configured) answers, consumers and the
-    scheduler run. 503 otherwise, with what is wrong."""
+    scheduler run. 503 otherwise, with what is wrong. ``ai`` is said but does not decide: with the
+    AI off or degraded the wall still publishes, with fallback replies."""
     wall, scheduler = request.app[WALL], request.app[SCHEDULER]
     state: dict[str, object] = {"db": "ok", "redis": "disabled", "consumers": wall.queue.consumers,
-                                "scheduler": "ok" if scheduler.running else "stopped"}
+                                "scheduler": "ok" if scheduler.running else "stopped", "ai": wall.replies.ai.health}
     try:
         async with asyncio.timeout(2):
             await wall.storage.ping()
