@@ -117,16 +117,19 @@ class AI:
         return "ok" if all(b.state == "closed" for b in self.breakers.values()) else "degraded"
 
     def _breaker(self, call: str) -> Breaker:
-        def changed(state: State) -> None:
+        def show(state: State) -> None:
             for s in ("closed", "open", "half_open"):
                 metrics.AI_BREAKER.labels(call, s).set(s == state)
+
+        def changed(state: State) -> None:
+            show(state)
             if state == "open":
                 log.warning("ai_breaker_open", call=call, cooldown=self.settings.breaker_cooldown,
                             hint="calls stop meanwhile except one probe; replies are fallbacks")
             elif state == "closed":
                 log.info("ai_breaker_closed", call=call)
 
-        changed("closed")
+        show("closed")
         return Breaker(self.settings.breaker_failures, self.settings.breaker_cooldown, changed)
 
     async def close(self) -> None:
