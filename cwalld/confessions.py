@@ -80,7 +80,9 @@ class Confessions:
         return await self._page(items, limit, lambda c: (c.published_at or "", c.id))
 
     async def popular(self, limit: int) -> Page:
-        return await self._page(await self.storage.popular(limit), limit, None)
+        days = self.config.popular.window_days  # 0: all time
+        since = domain.iso_after(-days * 86400) if days else ""
+        return await self._page(await self.storage.popular(limit, since), limit, None)
 
     async def mine(self, user: User, limit: int, cursor: str | None) -> Page:
         """The author's own list, anonymous ones included, with their own name on every item."""
@@ -128,7 +130,9 @@ class Confessions:
         if not await self.storage.add_report(user.id, confession_id, reason.strip() or None if reason else None):
             raise NotFound("no such published confession")
         await self.events.emit(Event("reported", confession_id))
-        if await self.storage.hide_if_reported(confession_id, self.config.moderation.auto_hide_reports):
+        m = self.config.moderation  # fresh accounts cannot hide a confession by reports
+        if await self.storage.hide_if_reported(confession_id, m.auto_hide_reports,
+                                               domain.iso_after(-m.report_min_account_age_hours * 3600)):
             c = await self.storage.confession(confession_id)
             log.info("confession_hidden", confession_id=confession_id, by="reports")
             await self.events.emit(Event("confession_hidden", confession_id, c.category if c else None))

@@ -143,6 +143,8 @@ class Auth:
 class Popular:
     schedule: str = "0 */6 * * *"
     threshold: int = 100
+    min_account_age_hours: float = 24.0
+    window_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Scheduler:
 class Moderation:
     auto_hide_reports: int = 5
     on_unavailable: str = "publish"
+    report_min_account_age_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,10 @@ def _check(cfg: Config) -> None:
     need(cfg.moderation.on_unavailable in ("publish", "hold"), "moderation.on_unavailable", "must be publish or hold")
     need(bool(cfg.server.control_socket), "server.control_socket", "must not be empty")
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
+    need(cfg.popular.min_account_age_hours >= 0, "popular.min_account_age_hours", "must not be negative")
+    need(cfg.popular.window_days >= 0, "popular.window_days", "must be 0 (all time) or more")
+    need(cfg.moderation.report_min_account_age_hours >= 0, "moderation.report_min_account_age_hours",
+         "must not be negative")
     need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")
     need(cfg.log.format in ("json", "console"), "log.format", "must be json or console")
     need(cfg.log.slow_query_ms >= 0, "log.slow_query_ms", "must not be negative")

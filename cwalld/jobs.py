@@ -36,7 +36,8 @@ class Jobs:
         ]
 
     async def popular(self) -> dict[str, int]:
-        result = await self.storage.mark_popular(self.config.popular.threshold, VIRAL_BADGE)
+        p = self.config.popular  # fresh accounts cannot push a confession to the threshold
+        result = await self.storage.mark_popular(p.threshold, VIRAL_BADGE, domain.iso_after(-p.min_account_age_hours * 3600))
         if result["newly_popular"]:
             await self.events.emit(Event("marked_popular"))
         if result["badges_awarded"]:

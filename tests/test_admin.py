@@ -18,7 +18,8 @@ from tests.test_daemon import call
 
 @pytest.fixture
 async def api(tmp_path: Path, fake_ai: Any, make_client: Any) -> Api:
-    return Api(await make_client(test_config(tmp_path, fake_ai.url, moderation={"auto_hide_reports": 3})))
+    return Api(await make_client(test_config(tmp_path, fake_ai.url, moderation={
+        "auto_hide_reports": 3, "report_min_account_age_hours": 0})))
 
 
 async def admin_token(api: Api, name: str = "yonetici") -> str:

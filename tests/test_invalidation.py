@@ -30,7 +30,8 @@ async def test_stats_count_a_new_user_at_once(api: Api) -> None:
 async def test_the_popular_job_refreshes_stats_and_the_authors_list(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
     """Defect 6: the popular job bumped only feeds and popular: /stats kept the old popular
     count for up to an hour, the author's own list the old is_popular for ten minutes."""
-    api = Api(await make_client(test_config(tmp_path, fake_ai.url, popular={"threshold": 1})))
+    api = Api(await make_client(test_config(tmp_path, fake_ai.url,
+                                                        popular={"threshold": 1, "min_account_age_hours": 0})))
     author, reader = await api.register(), await api.register()
     cid = (await (await api.post(author)).json())["confession"]["id"]
     await api.wait_status(cid, author)
@@ -47,7 +48,8 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
     def cfg(name: str, prefix: str = redis_prefix, **extra: Any) -> Any:
         return test_config(tmp_path, fake_ai.url, redis={"url": redis_server.url, "prefix": prefix},
                            server={"control_socket": str(tmp_path / f"{name}.sock")},
-                           moderation={"auto_hide_reports": 2}, popular={"threshold": 1},
+                           moderation={"auto_hide_reports": 2, "report_min_account_age_hours": 0},
+                           popular={"threshold": 1, "min_account_age_hours": 0},
                            limits={"daily_confessions": 50}, **extra)
 
     a = Api(await make_client(cfg("a")))

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from cwalld.domain import iso_after
 from cwalld.http.keys import SCHEDULER, WALL
 from cwalld.scheduler import Job, Scheduler
 from cwalld.storage.sqlite import SQLiteStorage
@@ -19,7 +20,7 @@ async def test_popular_job_threshold_badge_once_and_fresh_caches(api: Api) -> No
     for token, n in ((author_a, 99), (author_a, 100), (author_b, 150)):
         cid = (await (await api.post(token, content=f"Beğenilecek itiraf, hedef {n}.")).json())["confession"]["id"]
         await api.wait_status(cid, token)
-        await wall.storage.w.execute("UPDATE confessions SET empathy_count = ? WHERE id = ?", (n, cid))
+        await fans(wall.storage, cid, n, age_hours=48)
         ids[n] = cid
     assert (await (await api.c.get("/api/v1/confessions/popular")).json())["items"] == []  # now cached, empty
     await api.c.get("/api/v1/confessions")
@@ -39,12 +40,24 @@ async def test_popular_job_threshold_badge_once_and_fresh_caches(api: Api) -> No
     assert stats["confessions"]["popular"] == 2
 
 
+async def fans(storage: Any, cid: int, n: int, age_hours: float) -> None:
+    """``n`` accounts made ``age_hours`` ago, each giving the confession empathy (straight into
+    SQLite: registering through the API hashes a password each, and cannot make an old account)."""
+    def op(db: Any) -> None:
+        at = iso_after(-age_hours * 3600)
+        for i in range(n):
+            user = db.execute("INSERT INTO users (username, password_hash, created_at) VALUES (?, 'x', ?) RETURNING id",
+                              (f"fan_{cid}_{age_hours:g}_{i}", at)).fetchone()[0]
+            db.execute("INSERT INTO empathies (confession_id, user_id, created_at) VALUES (?, ?, ?)", (cid, user, at))
+    await storage.w.run(op, "fans")
+
+
 async def test_popular_job_is_set_based(tmp_path: Path) -> None:
     s = SQLiteStorage(str(tmp_path / "p.db"))
     await s.open()
     statements: list[str] = []
     await s.w.set_trace_callback(statements.append)
-    await s.mark_popular(100, ("viral_confession", "Viral İtiraf"))
+    await s.mark_popular(100, ("viral_confession", "Viral İtiraf"), "9999")
     assert len([q for q in statements if not q.startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]) == 2  # one per step
     await s.close()
 

@@ -42,7 +42,7 @@ async def test_hot_queries_use_indexes(tmp_path: Path) -> None:
     page = await s.feed(None, 5, None)
     await s.feed(None, 5, (page[-1].published_at or "", page[-1].id))
     await s.feed("love", 5, (page[-1].published_at or "", page[-1].id))
-    await s.popular(5)
+    await s.popular(5, since)
     await s.by_author(user.id, 5, (page[-1].created_at, page[-1].id))
     await s.empathized(user.id, [c.id for c in page])
     await s.by_status("hidden", 5, None)

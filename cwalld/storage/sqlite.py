@@ -228,12 +228,13 @@ class SQLiteStorage:
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.published_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
-    async def popular(self, limit: int) -> list[Confession]:
+    async def popular(self, limit: int, published_since: str) -> list[Confession]:
         sql = (
-            f"SELECT {_C} {_FROM} WHERE c.status = 'published' AND c.is_popular = 1"
+            # "+" keeps the planner on confessions_popular (few rows), not the whole feed's index.
+            f"SELECT {_C} {_FROM} WHERE c.status = 'published' AND c.is_popular = 1 AND +c.published_at >= ?"
             " ORDER BY c.empathy_count DESC, c.id DESC LIMIT ?"
         )
-        return [_confession(r) for r in await self.r.fetch(sql, (limit,))]
+        return [_confession(r) for r in await self.r.fetch(sql, (published_since, limit))]
 
     async def by_author(self, author_id: int, limit: int, after: Cursor | None) -> list[Confession]:
         where, args = ["c.author_id = ?", "c.status != 'deleted'"], list[object]([author_id])
@@ -325,11 +326,12 @@ class SQLiteStorage:
             return bool(row) and row[0] == PUBLISHED
         return await self.w.run(op, "add_report")
 
-    async def hide_if_reported(self, confession_id: int, threshold: int) -> bool:
+    async def hide_if_reported(self, confession_id: int, threshold: int, accounts_before: str) -> bool:
         cur = await self.w.execute(
             "UPDATE confessions SET status = 'hidden' WHERE id = ? AND status = 'published'"
-            " AND (SELECT count(*) FROM reports WHERE confession_id = ?) >= ?",
-            (confession_id, confession_id, threshold))
+            " AND (SELECT count(*) FROM reports r JOIN users u ON u.id = r.user_id WHERE r.confession_id = ?"
+            "      AND u.created_at <= ? AND r.user_id != confessions.author_id) >= ?",
+            (confession_id, confession_id, accounts_before, threshold))
         return cur.rowcount == 1
 
     async def set_status(self, confession_id: int, from_statuses: tuple[str, ...], to: str,
@@ -377,12 +379,17 @@ class SQLiteStorage:
 
     # --- scheduled jobs ---
 
-    async def mark_popular(self, threshold: int, badge: tuple[str, str]) -> dict[str, int]:
-        """Set-based: one UPDATE for the confessions, one INSERT for their authors' badges."""
+    async def mark_popular(self, threshold: int, badge: tuple[str, str], accounts_before: str) -> dict[str, int]:
+        """Set-based: one UPDATE for the confessions, one INSERT for their authors' badges. The
+        total ``empathy_count`` (an index) finds candidates; only empathies of accounts made
+        before ``accounts_before``, not the author's, count toward the threshold."""
         def op(db: sqlite3.Connection) -> dict[str, int]:
             popular = db.execute(
                 "UPDATE confessions SET is_popular = 1"
-                " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?", (threshold,)).rowcount
+                " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?"
+                " AND (SELECT count(*) FROM empathies e JOIN users u ON u.id = e.user_id WHERE e.confession_id = confessions.id"
+                "      AND u.created_at <= ? AND e.user_id != confessions.author_id) >= ?",
+                (threshold, accounts_before, threshold)).rowcount
             awarded = db.execute(
                 "INSERT INTO badges (user_id, code, name, awarded_at)"
                 " SELECT DISTINCT author_id, ?, ?, ? FROM confessions WHERE status = 'published' AND is_popular = 1"
