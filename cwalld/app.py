@@ -106,6 +106,7 @@ def build(config: Config) -> web.Application:
             queue.on_recovered = lambda: _background(wall.jobs.requeue_pending(), "requeue_failed")
             await queue.start(wall.replies)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))
+            started.push_async_callback(wall.regenerate.stop)  # first: it calls the AI, like the jobs
             try:
                 await wall.jobs.requeue_pending()
             except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back

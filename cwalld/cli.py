@@ -58,7 +58,12 @@ def parser() -> argparse.ArgumentParser:
     jsub = jobs.add_subparsers(dest="jobs_command", required=True)
     jsub.add_parser("list", help="jobs, schedules, next and last runs")
     jsub.add_parser("run", help="run a job now").add_argument("name")
-    for group in (usub, qsub, csub, jsub):
+    ai = sub.add_parser("ai", help="the AI replies of the running daemon")
+    asub = ai.add_subparsers(dest="ai_command", required=True)
+    regen = asub.add_parser("regenerate", help="ask the AI again for fallback replies; shows progress")
+    regen.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d … or all (default 7d)")
+    regen.add_argument("--dry-run", action="store_true", help="only count them")
+    for group in (usub, qsub, csub, jsub, asub):
         for sp in group.choices.values():
             sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
             sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(lambda: user_create(cfg, args.username, sys.stdin.readline().rstrip("\r\n"), args.admin))
     if command == "user":
         return run(lambda: user_admin(cfg, args.username, args.user_command == "promote"))
+    if command == "ai":
+        return run(lambda: regenerate(cfg, args.since, args.dry_run, args.json))
     method, path, payload = {
         ("queue", "stats"): ("GET", "/queue", None),
         ("queue", "clean"): ("POST", "/queue/clean", {"grace_seconds": getattr(args, "grace", 0)}),
@@ -166,10 +173,12 @@ async def user_create(cfg: Config, username: str, password: str, admin: bool) ->
     return 0
 
 
-async def control_call(cfg: Config, method: str, path: str, payload: object, as_json: bool) -> int:
-    """Ask the running daemon over its control socket; print a table (or JSON)."""
-    import json
+class Refused(Exception):
+    """The daemon cannot be asked, or said no: the message is for the operator."""
 
+
+async def ask(cfg: Config, method: str, path: str, payload: object) -> dict:  # type: ignore[type-arg]
+    """One request to the running daemon over its control socket."""
     import aiohttp
 
     sock = cfg.server.control_socket
@@ -178,15 +187,52 @@ async def control_call(cfg: Config, method: str, path: str, payload: object, as_
             async with s.request(method, "http://cwalld/api/v1/admin" + path, json=payload,
                                  timeout=aiohttp.ClientTimeout(total=120)) as r:
                 body = await r.json()
-                ok = r.status < 400
+                if r.status >= 400:
+                    raise Refused(body["error"]["message"])
+                return body  # type: ignore[no-any-return]
     except (aiohttp.ClientConnectionError, FileNotFoundError):
-        print(f"cwalld: the daemon is not running (no control socket at {sock})", file=sys.stderr)
-        return 1
-    if not ok:
-        print(f"cwalld: {body['error']['message']}", file=sys.stderr)
+        raise Refused(f"the daemon is not running (no control socket at {sock})") from None
+
+
+async def control_call(cfg: Config, method: str, path: str, payload: object, as_json: bool) -> int:
+    """Ask the running daemon over its control socket; print a table (or JSON)."""
+    import json
+
+    try:
+        body = await ask(cfg, method, path, payload)
+    except Refused as e:
+        print(f"cwalld: {e}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body))
     return 0
+
+
+async def regenerate(cfg: Config, since: str, dry_run: bool, as_json: bool, poll: float = 0.5) -> int:
+    """Start a regeneration run and follow it: ``done / total`` as it goes, the counts at the end."""
+    import json
+
+    try:
+        run = (await ask(cfg, "POST", "/ai/regenerate", {"since": since, "dry_run": dry_run}))["regeneration"]
+        if dry_run:
+            print(json.dumps(run) if as_json else f"would regenerate {run['total']} fallback replies (since {since})")
+            return 0
+        shown = -1
+        while True:
+            if not as_json and run["done"] != shown:
+                shown = run["done"]
+                print(f"regenerating {shown} / {run['total']}", flush=True)
+            if not run["running"]:
+                break
+            await asyncio.sleep(poll)
+            run = (await ask(cfg, "GET", "/ai/regenerate", None))["regeneration"]
+    except Refused as e:
+        print(f"cwalld: {e}", file=sys.stderr)
+        return 1
+    o = run["outcomes"]
+    print(json.dumps(run) if as_json else
+          f"replaced {o['replaced']} of {run['total']} fallback replies"
+          f" ({o['hidden']} hidden by moderation, {o['kept']} unchanged, {o['failed']} failed: run again later)")
+    return 0 if o["failed"] == 0 else 1
 
 
 def render(body: dict) -> str:  # type: ignore[type-arg]

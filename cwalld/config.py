@@ -105,6 +105,7 @@ class AI:
     max_retry_after: float = 60.0
     breaker_failures: int = 5
     breaker_cooldown: float = 10.0
+    regenerate_per_minute: float = 60.0
     max_reply_chars: int = 600
     language: str = "tr"
     moderation: bool = True
@@ -374,6 +375,7 @@ def _check(cfg: Config) -> None:
     need(cfg.ai.max_retry_after >= 0, "ai.max_retry_after", "must not be negative")
     need(cfg.ai.breaker_failures >= 1, "ai.breaker_failures", "must be at least 1")
     need(cfg.ai.breaker_cooldown > 0, "ai.breaker_cooldown", "must be greater than 0")
+    need(cfg.ai.regenerate_per_minute > 0, "ai.regenerate_per_minute", "must be greater than 0")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
     need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
     need(cfg.ai.language in LANGUAGES, "ai.language", "must be tr or en")

@@ -27,7 +27,7 @@ from cwalld import language, metrics
 from cwalld.ai import AIError, AIPort, Verdict, fallback_reply, with_crisis
 from cwalld.cache import Cache
 from cwalld.config import Config
-from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession
+from cwalld.domain import HIDDEN, PENDING, PUBLISHED, REJECTED, Confession
 from cwalld.events import Event, Events
 from cwalld.queue import Done
 from cwalld.safety import Safety
@@ -119,6 +119,36 @@ class Replies:
             return "completed"
         return await self._publish(c, self.helped(c, fallback_reply(self.config.ai, c.id, self.language(c)),
                                                   verdict.crisis), fallback=True)
+
+    async def regenerate(self, confession_id: int) -> str:
+        """Ask the AI again for a confession published with a fallback reply (``regenerate``):
+        ``replaced``; ``hidden`` if moderation now rejects it (an admin can restore it); ``kept``
+        if there is nothing to do; ``failed`` if the AI cannot answer now (run it again later)."""
+        c = await self.storage.confession(confession_id)
+        if c is None or c.status != PUBLISHED or not c.ai_fallback or not self.ai.enabled:
+            return "kept" if self.ai.enabled else "failed"
+        try:
+            try:
+                verdict = await self.ai.moderate(c.content)
+            except AIError as e:
+                if e.kind != "not_found" or self.config.moderation.on_unavailable == "hold":
+                    raise
+                verdict = Verdict()  # no moderation endpoint, and the wall publishes without one
+            if verdict.rejected:
+                if await self.storage.set_status(c.id, (PUBLISHED,), HIDDEN) is None:
+                    return "kept"
+                log.info("confession_hidden", confession_id=c.id, by="regenerate", reason=verdict.rejected)
+                await self.events.emit(Event("confession_hidden", c.id, c.category))
+                return "hidden"
+            reply = self.helped(c, await self.ai.reply(c.content, self.language(c)), verdict.crisis)
+        except AIError as e:
+            log.info("regenerate_failed", confession_id=c.id, error=str(e))
+            return "failed"
+        if not await self.storage.replace_fallback(c.id, reply):
+            return "kept"  # replaced meanwhile (another run), deleted or hidden
+        log.info("reply_regenerated", confession_id=c.id)
+        await self.events.emit(Event("reply_regenerated", c.id, c.category))
+        return "replaced"
 
     async def _to_answer(self, confession_id: int) -> Confession | None:
         """The confession if it still waits for an answer and passes the local checks (a blocked

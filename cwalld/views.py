@@ -42,6 +42,7 @@ INVALIDATES: dict[Kind, tuple[str, ...]] = {
     "badge_awarded": (),  # badges show only on /me
     "admin_granted": (),
     "admin_revoked": (),
+    "reply_regenerated": ("feed", "popular"),  # the reply and ai_fallback shown in them
 }
 assert set(INVALIDATES) == set(KINDS), "every event says what it makes stale"
 

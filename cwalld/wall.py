@@ -17,6 +17,7 @@ from cwalld.events import Events
 from cwalld.jobs import Jobs
 from cwalld.moderation import Moderation
 from cwalld.queue import JobQueue
+from cwalld.regenerate import Regenerate
 from cwalld.replies import Replies
 from cwalld.storage import Storage
 from cwalld.views import Views
@@ -33,6 +34,7 @@ class Wall:
     confessions: Confessions
     moderation: Moderation
     replies: Replies
+    regenerate: Regenerate
     jobs: Jobs
     views: Views
 
@@ -48,6 +50,7 @@ class Wall:
                    confessions=confessions,
                    moderation=Moderation(config, storage, events, cursors, replies),
                    replies=replies,
+                   regenerate=Regenerate(config, storage, queue, replies),
                    jobs=Jobs(config, storage, queue, events),
                    views=views)
 
@@ -59,6 +62,6 @@ class Wall:
     def reconfigure(self, config: Config) -> None:
         """A reload: every use case reads the new settings from its next call on."""
         self.config = config
-        for use_case in (self.accounts, self.confessions, self.moderation, self.replies, self.jobs):
+        for use_case in (self.accounts, self.confessions, self.moderation, self.replies, self.regenerate, self.jobs):
             use_case.config = config
         self.views.reconfigure(config.cache)

@@ -7,7 +7,7 @@ The real ``openai`` client talks to it over HTTP. Tests steer it:
   ``moderation_script`` the same for /moderations (404 plays a server without that endpoint);
 - a confession containing ``[flag:CATEGORY]`` (e.g. ``[flag:hate]``, ``[flag:self-harm]``) is
   flagged for that category by ``/moderations``;
-- ``calls`` counts requests per endpoint; ``prompts`` keeps each chat call's system prompt.
+- ``calls`` counts requests per endpoint; ``prompts`` keeps each chat call's system prompt, ``asked`` its confession.
 
 Run alone for manual tries and benchmarks: ``python tests/fake_openai.py --port 8700``.
 """
@@ -38,6 +38,7 @@ class FakeOpenAI:
         self.calls: Counter[str] = Counter()
         self.call_times: list[float] = []
         self.prompts: list[str] = []
+        self.asked: list[str] = []
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/moderations", self.moderations)
@@ -79,6 +80,7 @@ class FakeOpenAI:
         self.call_times.append(time.monotonic())
         body = await request.json()
         self.prompts += [m["content"] for m in body["messages"] if m["role"] == "system"]
+        self.asked += [m["content"] for m in body["messages"] if m["role"] == "user"]
         scripted = await self._scripted(self.script)
         if scripted is not None:
             return scripted

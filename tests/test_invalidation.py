@@ -118,6 +118,16 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
     await step("confession_restored again",
                lambda: a.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=a.auth(boss)))
     await step("confession_deleted", lambda: a.c.delete(f"/api/v1/confessions/{first['id']}", headers=a.auth(author)))
+    fake_ai.script.extend([500] * 4)  # published with a fallback reply, then regenerated
+    fallback = await published("Yapay zekâ kesintisinde yazılan itiraf.", "work")
+
+    async def regenerate() -> None:
+        r = await a.c.post("/api/v1/admin/ai/regenerate", json={"since": "1h"}, headers=a.auth(boss))
+        assert (await r.json())["regeneration"]["total"] == 1
+        while (await (await a.c.get("/api/v1/admin/ai/regenerate", headers=a.auth(boss))).json())["regeneration"]["running"]:
+            await asyncio.sleep(0.02)
+        assert (await a.confession(fallback))["ai_fallback"] is False
+    await step("reply_regenerated", regenerate)
     await step("user_registered", lambda: a.register("yeni_gelen"))
     await step("admin_granted", lambda: a.c.post("/api/v1/admin/users/okur/admin", headers=a.auth(boss)))
     await step("admin_revoked", lambda: a.c.delete("/api/v1/admin/users/okur/admin", headers=a.auth(boss)))

@@ -25,6 +25,8 @@ PREFIX = "/api/v1/admin"
 SCOPE = {"type": "string", "enum": ["feed", "popular", "stats", "all"]}
 COUNT = {"type": "integer", "minimum": 0}
 CONFESSION = json_body(obj({"confession": ref("Confession")}))
+SINCE = "^([0-9]{1,6}[smhd]|all)$"
+REGENERATION = json_body(obj({"regeneration": {"oneOf": [{"type": "null"}, ref("Regeneration")]}}))
 ADMIN_USER = json_body(obj({"user": obj({"id": {"type": "integer"}, "username": {"type": "string"},
                                          "is_admin": {"type": "boolean"}})}))
 
@@ -60,6 +62,14 @@ def operations(config: Config) -> list[Operation]:
            "Publish a pending confession now, with the fallback reply", {"200": CONFESSION}, "404"),
         op("POST", f"/confessions/{ID}/reject", decision("reject"), "rejectConfession",
            "Reject a pending confession now", {"200": CONFESSION}, "404"),
+        op("POST", "/ai/regenerate", regenerate, "regenerateFallbackReplies",
+           "Ask the AI again for the fallback replies published since a time (low priority, rate-bounded)",
+           {"202": REGENERATION}, "400 408 413 415 422",
+           body=obj({"since": {"type": "string", "pattern": SINCE, "default": "7d",
+                               "description": "how far back: a number and s, m, h or d, or all"},
+                     "dry_run": {"type": "boolean", "default": False, "description": "only count them"}}, [])),
+        op("GET", "/ai/regenerate", regeneration, "getRegeneration", "The last regeneration run's progress",
+           {"200": REGENERATION}),
         op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", {"200": ADMIN_USER}, "404"),
         op("DELETE", "/users/{username}/admin", revoke_admin, "revokeAdmin", "Revoke a user's admin rights",
            {"200": ADMIN_USER}, "404 409"),
@@ -119,6 +129,20 @@ def decision(name: str) -> Handler:
         c = await getattr(request.app[WALL].moderation, name)(int(request.match_info["id"]))
         return respond({"confession": confession_json(c, False, None)})
     return decide
+
+
+async def regenerate(request: web.Request, i: Input) -> web.Response:
+    await operator(request)
+    since = i.body.get("since", "7d")
+    seconds = None if since == "all" else int(since[:-1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[since[-1]]
+    progress = await request.app[WALL].regenerate.start(seconds, i.body.get("dry_run", False))
+    return respond({"regeneration": progress.as_json()}, status=202)
+
+
+async def regeneration(request: web.Request, i: Input) -> web.Response:
+    await operator(request)
+    last = request.app[WALL].regenerate.last
+    return respond({"regeneration": last.as_json() if last else None})
 
 
 async def grant_admin(request: web.Request, i: Input) -> web.Response:

@@ -117,6 +117,11 @@ SCHEMAS: dict[str, Schema] = {
             "started_at": TS, "finished_at": NULLABLE_TS,
             "result": {"type": ["object", "null"]}, "error": {"type": ["string", "null"]}})]},
     }),
+    "Regeneration": obj({
+        "since": {"type": "string", "description": "published since (RFC 3339; empty: all)"},
+        "total": {"type": "integer", "minimum": 0}, "done": {"type": "integer", "minimum": 0},
+        "dry_run": {"type": "boolean"}, "running": {"type": "boolean"},
+        "outcomes": obj({k: {"type": "integer", "minimum": 0} for k in ("replaced", "hidden", "kept", "failed")})}),
     "QueueStats": obj({k: {"type": "integer", "minimum": 0} for k in
                        ("waiting", "active", "delayed", "completed", "fallback", "held", "failed", "total")}),
 }

@@ -64,6 +64,10 @@ class Storage(Protocol):
         """Publish or reject a pending confession; False (and no change) if it was not pending."""
     async def pending_ids(self, older_than: str | None = None) -> list[int]:
         """Pending confessions created before ``older_than``, except those held until later."""
+    async def fallback_ids(self, published_since: str) -> list[int]:
+        """Published confessions with a fallback reply since then, newest first."""
+    async def replace_fallback(self, confession_id: int, reply: str) -> bool:
+        """Replace a published fallback reply by the model's; False if it is none (any more)."""
     async def hold(self, confession_id: int, first: float, cap: float) -> str | None:
         """Hold a pending confession for moderation, with backoff; when it is tried next."""
     async def set_status(self, confession_id: int, from_statuses: tuple[str, ...], to: str,

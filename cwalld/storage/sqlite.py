@@ -269,6 +269,18 @@ class SQLiteStorage:
         )
         return [r[0] for r in rows]
 
+    async def fallback_ids(self, published_since: str) -> list[int]:
+        rows = await self.r.fetch(
+            "SELECT id FROM confessions WHERE status = 'published' AND ai_fallback = 1 AND published_at >= ?"
+            " ORDER BY published_at DESC, id DESC", (published_since,))
+        return [r[0] for r in rows]
+
+    async def replace_fallback(self, confession_id: int, reply: str) -> bool:
+        cur = await self.w.execute(
+            "UPDATE confessions SET ai_response = ?, ai_fallback = 0"
+            " WHERE id = ? AND status = 'published' AND ai_fallback = 1", (reply, confession_id))
+        return cur.rowcount == 1
+
     async def hold(self, confession_id: int, first: float, cap: float) -> str | None:
         """Keep a pending confession waiting: the next try after ``first`` seconds, doubling with
         each hold up to ``cap``. Returns when, or None if it is no longer pending."""
