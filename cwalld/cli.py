@@ -218,7 +218,7 @@ async def regenerate(cfg: Config, since: str, dry_run: bool, as_json: bool, poll
             return 0
         shown = -1
         while True:
-            if not as_json and run["done"] != shown:
+            if not as_json and run["total"] and run["done"] != shown:
                 shown = run["done"]
                 print(f"regenerating {shown} / {run['total']}", flush=True)
             if not run["running"]:

@@ -128,6 +128,8 @@ async def test_the_cli_shows_progress_and_the_count(tmp_path: Path, fake_ai: Any
     assert r.returncode == 0, r
     assert lines[0] == "regenerating 0 / 3" and "regenerating 3 / 3" in lines, lines
     assert lines[-1] == "replaced 3 of 3 fallback replies (0 hidden by moderation, 0 unchanged, 0 failed: run again later)"
-    print(r.stdout)
+    r = await run("ai", "regenerate", "--since", "all")  # nothing left: no progress lines, just the count
+    assert r.returncode == 0 and r.stdout.splitlines() == [
+        "replaced 0 of 0 fallback replies (0 hidden by moderation, 0 unchanged, 0 failed: run again later)"], r
     r = await run("ai", "regenerate", "--since", "forever")
     assert r.returncode == 1 and "since" in r.stderr
