@@ -19,5 +19,6 @@ chaos:
 
 # The whole-daemon benchmark; e.g. make bench ARGS="--rows 1000000"
 bench:
-	test -x $(VENV)/bin/cwalld || ($(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q -e .)
+	test -x $(VENV)/bin/cwalld || $(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[bench]'  # the openai client, for the AI adapter comparison rows
 	$(VENV)/bin/python -m bench $(ARGS)

@@ -2,9 +2,15 @@
 
 Starts everything itself — a private redis-server, the in-repo fake AI (zero latency), a bare
 aiohttp hello-world (the framework's ceiling here), cwalld in the modes each scenario needs —
-seeds a database through the storage adapter, drives each scenario with wrk (100 connections;
-installed with apt-get if missing), prints one table and writes it as JSON to bench/results/.
-Figures are measured, never asserted: compare ratios from one run.
+seeds a database through the storage adapter, drives each scenario with wrk (one thread — the
+daemon has the other core — and 100 connections; installed with apt-get if missing), prints one
+table and writes it as JSON to bench/results/. Figures are measured, never asserted: compare
+ratios from one run, and the CPU the daemon spent per request or confession (from /proc: it does
+not depend on what else the machine is doing).
+
+Honest rows: every create → published confession has distinct text, so every job calls the AI
+(moderation + chat; the AI-outcome cache never answers); "uncached" rows run with the cache
+off, which also turns single flight off, so each request runs its query.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ class Row:
     p99_ms: float
     ratio: float | None = None
     note: str = ""
+    cpu_us: float | None = None  # the server's CPU per request (or per confession), from /proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -96,6 +109,9 @@ class Running:
     url: str
     proc: subprocess.Popen[bytes]
 
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -116,13 +132,18 @@ def daemon(tmp: Path, db: str, ai_url: str, **env: str) -> Iterator[Running]:
         yield Running(url, proc)
 
 
+# Every confession has distinct text (a per-run tag and a counter), so every job calls the AI.
 POST_SCRIPT = """
 local n = %d
 local i = 0
-local body = '{"content": "Bench itirafı: bugün kimseye söyleyemediğim bir şey oldu.", "category": "other"}'
-function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) i = math.random(1, n) end
+local sent = 0
+local tag = 0
+function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) i = math.random(1, n)
+  tag = math.random(1, 1000000000) end
 function request()
   i = i %% n + 1
+  sent = sent + 1
+  local body = '{"content": "Bench itirafı ' .. tag .. '-' .. sent .. ': bugün kimseye söyleyemediğim bir şey oldu.", "category": "other"}'
   return wrk.format("POST", "/api/v1/confessions",
     {["Authorization"] = "Bearer bench-token-" .. i, ["Content-Type"] = "application/json"}, body)
 end
@@ -173,8 +194,9 @@ async def time_popular(db: str) -> float:
     return took
 
 
-def wrk(binary: str, url: str, duration: int, connections: int, script: str | None = None) -> tuple[float, float, float]:
-    args = [binary, "-t2", f"-c{connections}", f"-d{duration}s", "--latency"]
+def wrk(binary: str, url: str, duration: int, connections: int,
+        script: str | None = None) -> tuple[float, float, float, int]:
+    args = [binary, "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         args += ["-s", script]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
@@ -187,16 +209,18 @@ def wrk(binary: str, url: str, duration: int, connections: int, script: str | No
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         print(f"  warning: {errors.group(1)} non-2xx responses on {url}", file=sys.stderr)
-    return rps, pct("50"), pct("99")
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rps, pct("50"), pct("99"), requests
 
 
 def table(rows: list[Row]) -> str:
-    lines = [f"{'scenario':<34} {'rps/value':>9} {'p50 ms':>8} {'p99 ms':>8} {'× hello':>8}  note"]
+    lines = [f"{'scenario':<36} {'rps/value':>9} {'CPU µs':>8} {'p50 ms':>8} {'p99 ms':>8} {'× hello':>8}  note"]
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.ratio is not None else ""
         value = f"{r.rps:>9,.0f}" if r.rps >= 100 else f"{r.rps:>9.2f}" if r.rps >= 1 else f"{r.rps:>9.4f}"
+        cpu = f"{r.cpu_us:>8,.0f}" if r.cpu_us is not None else f"{'':>8}"
         latency = f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f}" if r.p50_ms else f"{'':>8} {'':>8}"
-        lines.append(f"{r.scenario:<34} {value} {latency} {ratio:>8}  {r.note}")
+        lines.append(f"{r.scenario:<36} {value} {cpu} {latency} {ratio:>8}  {r.note}")
     return "\n".join(lines)
 
 
@@ -207,6 +231,7 @@ def main() -> None:
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--queue-jobs", type=int, default=20_000, help="jobs for the Redis queue scenario")
+    p.add_argument("--ai-jobs", type=int, default=2_000, help="jobs for the AI adapter rows")
     args = p.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # quiet in-process queue
     binary = ensure_wrk()
@@ -229,45 +254,59 @@ def main() -> None:
         script = tmp / "post.lua"
         script.write_text(POST_SCRIPT % users)
 
-        def run(name: str, url: str, note: str = "", lua: Path | None = None) -> Row:
+        def run(name: str, url: str, pid: int, note: str = "", lua: Path | None = None) -> Row:
             print(f"  {name}…", file=sys.stderr)
-            rps, p50, p99 = wrk(binary, url, d, c, str(lua) if lua else None)
-            row = Row(name, rps, p50, p99, note=note)
+            cpu = cpu_seconds(pid)
+            rps, p50, p99, requests = wrk(binary, url, d, c, str(lua) if lua else None)
+            row = Row(name, rps, p50, p99, note=note, cpu_us=(cpu_seconds(pid) - cpu) / max(requests, 1) * 1e6)
             rows.append(row)
             return row
 
-        def figure(name: str, value: float, note: str) -> None:
-            rows.append(Row(name, value, 0.0, 0.0, note=note))
+        def figure(name: str, value: float, note: str, cpu_us: float | None = None) -> None:
+            rows.append(Row(name, value, 0.0, 0.0, note=note, cpu_us=cpu_us))
+
+        def create_published(r: Running, mode: str) -> None:
+            """POST distinct confessions for the wrk run, then let the backlog drain: confessions
+            published per second end to end, during the flood and after it, and the daemon's CPU
+            per confession (POST + job with moderation and chat)."""
+            drain(db)
+            before, cpu, t0 = count_status(db, "published"), r.cpu(), time.perf_counter()
+            run(f"signed-in POST, {mode}", r.url + "/", r.proc.pid, "distinct users, distinct text", lua=script)
+            flood_end, during = time.perf_counter(), count_status(db, "published") - before
+            backlog = count_status(db, "pending")
+            drain(db)
+            took, done = time.perf_counter() - t0, count_status(db, "published") - before
+            drained = time.perf_counter() - flood_end
+            figure(f"create → published, {mode}", done / took,
+                   f"{done:,} in {took:.1f} s; {during / d:,.0f}/s published during the POST flood",
+                   cpu_us=(r.cpu() - cpu) / max(done, 1) * 1e6)
+            figure(f"backlog drain, {mode}", backlog / drained if backlog else 0.0,
+                   f"{backlog:,} pending when the flood ended, gone in {drained:.1f} s")
 
         hello_port = free_port()
-        with process([sys.executable, "-m", "bench.hello", str(hello_port)], f"http://127.0.0.1:{hello_port}/"):
-            hello = run("hello-world (bare aiohttp)", f"http://127.0.0.1:{hello_port}/")
+        with process([sys.executable, "-m", "bench.hello", str(hello_port)], f"http://127.0.0.1:{hello_port}/") as h:
+            hello = run("hello-world (bare aiohttp)", f"http://127.0.0.1:{hello_port}/", h.pid)
 
         with daemon(tmp, db, ai_url) as e:
             time.sleep(1.0)
             idle_rss = e.rss_mb()
-            run("feed, cached (embedded)", e.url + "/api/v1/confessions")
-            run("signed-in POST, embedded", e.url + "/", "distinct users", lua=script)
-            drain(db)
+            run("feed, cached (embedded)", e.url + "/api/v1/confessions", e.proc.pid)
+            create_published(e, "embedded")
             busy_rss = e.rss_mb()
 
         with daemon(tmp, db, ai_url, CWALLD_CACHE_ENABLED="false") as u:
-            first = run("feed, uncached, first page", u.url + "/api/v1/confessions")
+            first = run("feed, uncached, first page", u.url + "/api/v1/confessions", u.proc.pid, "cache and single flight off")
             depth = int(args.rows * 0.9)
-            deep = run(f"feed, uncached, cursor at {depth:,}", u.url + f"/api/v1/confessions?cursor={deep_cursor(db, depth)}")
+            deep = run(f"feed, uncached, cursor at {depth:,}", u.url + f"/api/v1/confessions?cursor={deep_cursor(db, depth)}",
+                       u.proc.pid)
             deep.note = f"p50 ratio to first page {deep.p50_ms / first.p50_ms:.2f}"
 
         with daemon(tmp, db, ai_url, CWALLD_REDIS_URL=redis_url) as r:
-            drain(db)
-            before = count_status(db, "published")
-            t0 = time.perf_counter()
-            post = run("signed-in POST, redis", r.url + "/", "distinct users", lua=script)
-            during = count_status(db, "published") - before
-            drain(db)
-            took = time.perf_counter() - t0
-            done = count_status(db, "published") - before
-            figure("create → published, redis", done / took,
-                   f"{done:,} confessions in {took:.1f} s (POST {post.rps:,.0f}/s; {during / d:,.0f}/s published while POSTing)")
+            time.sleep(1.0)
+            idle_rss_redis = r.rss_mb()
+            run("feed, cached (redis)", r.url + "/api/v1/confessions", r.proc.pid)
+            create_published(r, "redis")
+            busy_rss_redis = r.rss_mb()
 
         from bench.queue import bare, ours
 
@@ -276,8 +315,14 @@ def main() -> None:
         figure("redis queue jobs/s", our_rate, f"{our_rate / bare_rate:.2f} of a bare redis-py loop ({bare_rate:,.0f}/s)")
         seconds = asyncio.run(time_popular(db))
         figure("popular job, seconds", seconds, f"over {args.rows:,} confessions")
-        figure("RSS MB, idle after start", idle_rss, "embedded daemon")
+        figure("RSS MB, idle after start", idle_rss, "embedded daemon, with an AI key")
         figure("RSS MB, after its scenarios", busy_rss, "embedded daemon")
+        figure("RSS MB, idle after start (redis)", idle_rss_redis, "redis mode, with an AI key")
+        figure("RSS MB, after its scenarios (redis)", busy_rss_redis, "redis mode")
+        from bench.ai_client import adapters
+
+        for name, us in asyncio.run(adapters(ai_url, args.ai_jobs)).items():
+            figure(f"AI adapter: {name}", us, "µs of CPU per job (moderation + chat), in-process", cpu_us=us)
         for row in rows:
             if row.p50_ms:
                 row.ratio = row.rps / hello.rps

@@ -6,9 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import structlog
 
-from tests.conftest import Api, test_config
+from cwalld.ai import AI, AIError
+from cwalld.config import AI as AISettings
+from tests.conftest import Api, free_port, test_config
 
 
 async def post(api: Api, token: str, text: str) -> int:
@@ -77,3 +80,36 @@ async def test_an_unknown_model_is_said_once(tmp_path: Path, fake_ai: Any, make_
     found = [e for e in logs if e["event"] == "ai_model_not_found"]
     assert len(found) == 1 and found[0]["model"] == "gpt-4o-mini"
     assert fake_ai.calls["chat"] == 2
+
+
+@pytest.mark.parametrize(("step", "kind", "permanent", "wait"), [
+    ((429, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}), "rate_limited", False, 60.0),  # a date, capped
+    ((503, {"retry-after-ms": "1500"}), "server", False, 1.5), (500, "server", False, None),
+    (400, "invalid_request", True, None), (422, "invalid_request", True, None), (401, "auth", True, None),
+    (403, "auth", True, None), (404, "not_found", True, None), (409, "other", False, None),
+    ("hang", "timeout", False, None)])
+async def test_every_failure_has_its_kind(fake_ai: Any, step: Any, kind: str, permanent: bool,
+                                          wait: float | None) -> None:
+    """The adapter speaks HTTP itself (no openai package): each way a call fails is an AIError the
+    queue knows what to do with, on both endpoints."""
+    ai = AI(AISettings(api_key="k", base_url=fake_ai.url + "/", request_timeout=0.3))  # a trailing / is fine
+    try:
+        for script, call in ((fake_ai.script, ai.reply("Bir itiraf.", "tr")), (fake_ai.moderation_script,
+                                                                              ai.moderate("Bir itiraf."))):
+            script.append(step)
+            with pytest.raises(AIError) as e:
+                await call
+            assert (e.value.kind, e.value.permanent, e.value.retry_after) == (kind, permanent, wait)
+        assert (await ai.reply("Bir itiraf.", "en")).startswith("Seni duyuyoruz")  # the same session goes on
+    finally:
+        await ai.close()
+
+
+async def test_an_unreachable_server_is_a_connection_failure() -> None:
+    ai = AI(AISettings(api_key="k", base_url=f"http://127.0.0.1:{free_port()}/v1", request_timeout=1))
+    try:
+        with pytest.raises(AIError) as e:
+            await ai.moderate("Bir itiraf.")
+        assert e.value.kind == "connection" and not e.value.permanent
+    finally:
+        await ai.close()

@@ -1,4 +1,4 @@
-"""The AI pipeline end to end: real openai client → fake server → queue retries → SQLite."""
+"""The AI pipeline end to end: the AI adapter → fake server → queue retries → SQLite."""
 
 from __future__ import annotations
 
