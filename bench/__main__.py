@@ -322,7 +322,7 @@ def main() -> None:
         from bench.ai_client import adapters
 
         for name, us in asyncio.run(adapters(ai_url, args.ai_jobs)).items():
-            figure(f"AI adapter: {name}", us, "µs of CPU per job (moderation + chat), in-process", cpu_us=us)
+            figure(f"AI job: {name}", us, "µs of CPU per job (moderation + chat), client side", cpu_us=us)
         for row in rows:
             if row.p50_ms:
                 row.ratio = row.rps / hello.rps

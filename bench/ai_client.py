@@ -75,10 +75,10 @@ async def adapters(base: str, jobs: int) -> dict[str, float]:
     except ImportError:
         print("  (openai rows left out: pip install -e '.[bench]')", file=sys.stderr)
     else:
-        results["openai client (httpx), as before"] = await with_openai(
+        results["openai client (httpx)"] = await with_openai(
             openai.AsyncOpenAI(api_key="x", base_url=base, max_retries=0, timeout=5))
         try:
-            results["openai client, aiohttp transport"] = await with_openai(openai.AsyncOpenAI(
+            results["openai on aiohttp"] = await with_openai(openai.AsyncOpenAI(
                 api_key="x", base_url=base, max_retries=0, timeout=5, http_client=openai.DefaultAioHttpClient()))
         except RuntimeError as e:  # httpx-aiohttp not installed
             print(f"  (openai aiohttp transport: {e})", file=sys.stderr)
@@ -88,7 +88,7 @@ async def adapters(base: str, jobs: int) -> dict[str, float]:
         await ai.moderate(text.format(i))
         await ai.reply(text.format(i), "tr")
     try:
-        results["cwalld.ai (direct aiohttp)"] = await measure(ours, jobs)
+        results["cwalld.ai, direct aiohttp"] = await measure(ours, jobs)
     finally:
         await ai.close()
     return results

@@ -37,6 +37,7 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
     slugs = [c.slug for c in DEFAULT_CATEGORIES]
     step = timedelta(days=29) / max(rows, 1)
     done = 0
+    hot_ids: list[tuple[int, int]] = []  # (confession id, empathies it gets), for real empathy rows below
     while done < rows:
         n = min(BATCH, rows - done)
         batch = []
@@ -44,6 +45,9 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
             t = start + step * i
             hot = i % max(rows // popular, 1) == 0
             empathy = rng.randint(100, 500) if hot else rng.randint(0, 99)
+            if hot:  # real rows: the popular job counts who gave them (accounts' age, not the author)
+                hot_ids.append((i + 1, min(empathy, users)))
+                empathy = 0  # the empathy_added trigger counts the rows
             batch.append((rng.randint(1, users), f"Seed itirafı {i}: bugün kimseye söyleyemediğim bir şey oldu.",
                           rng.choice(slugs), int(i % 5 != 0), "Seni anlıyoruz, yalnız değilsin.", empathy,
                           int(hot), _ts(t), _ts(t + timedelta(seconds=2))))
@@ -54,6 +58,9 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
         bar = "#" * (30 * done // rows)
         print(f"\r  seeding {done:>9,}/{rows:,} [{bar:<30}]", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
+    await w.run(lambda db: db.executemany(
+        "INSERT INTO empathies (confession_id, user_id, created_at) VALUES (?, ?, ?)",
+        ((cid, uid, _ts(start)) for cid, n in hot_ids for uid in rng.sample(range(1, users + 1), n))))
     out = [f"bench-token-{uid}" for uid in range(1, tokens + 1)]
     expires = _ts(datetime.now(UTC) + timedelta(days=1))
     await w.run(lambda db: db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", (

@@ -19,6 +19,6 @@ def test_bench_smoke_prints_the_table() -> None:
                      "feed, uncached, first page", "signed-in POST, embedded", "signed-in POST, redis",
                      "create → published, embedded", "create → published, redis", "backlog drain, redis",
                      "redis queue jobs/s", "popular job, seconds", "RSS MB, idle after start",
-                     "RSS MB, idle after start (redis)", "AI adapter: cwalld.ai (direct aiohttp)"):
+                     "RSS MB, idle after start (redis)", "AI job: cwalld.ai, direct aiohttp"):
         assert scenario in names, scenario
     assert re.match(r"written to bench/results/\d{8}-\d{6}\.json", lines[-1])
