@@ -223,14 +223,31 @@ class Api:
         raise AssertionError(f"start-up jobs not finished after {timeout}s: {jobs}")
 
     async def wait_status(self, cid: int, token: str, status: str = "published", timeout: float = 5.0) -> dict[str, Any]:
+        """Wait until the confession has ``status`` and its job has ended: the job commits the
+        status first and then tells the caches (a Redis round trip), so a reader in between may
+        still get the cached page from before — a window of the job's, not a stale cache."""
         c: dict[str, Any] = {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             c = await self.confession(cid, token)
             if c.get("status") == status:
+                await self.jobs_ended(deadline)
                 return c
             await asyncio.sleep(0.02)
         raise AssertionError(f"confession {cid} not {status} after {timeout}s: {c}")
+
+    async def jobs_ended(self, deadline: float) -> None:
+        """Until no job runs in this daemon (or the deadline: some tests keep one running)."""
+        from cwalld.http.keys import WALL
+
+        queue = self.c.app[WALL].queue
+        while time.monotonic() < deadline:
+            try:
+                if not (await queue.stats())["active"]:
+                    return
+            except Exception:  # noqa: BLE001 - Redis stopped by the test: nothing to wait for
+                return
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
