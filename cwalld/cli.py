@@ -7,10 +7,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from cwalld import __version__, config as configmod
 from cwalld.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from cwalld.ai import AI
 
 T = TypeVar("T")
 
@@ -149,10 +152,30 @@ async def check(cfg: Config) -> int:
         line("redis", "disabled", "embedded queue and cache")
     ai = AI(cfg.ai)
     if ai.enabled:
-        ok &= await probe("ai", cfg.ai.base_url, ai.ping(), ai.close)
+        ok &= await ai_probe(ai, line)
     else:
         line("ai", "disabled", "no api key: confessions get fallback replies")
     return 0 if ok else 1
+
+
+async def ai_probe(ai: AI, line: Callable[..., None]) -> bool:
+    """GET <base_url>/models, naming the URL; a 404 there is not fatal: an OpenAI-compatible
+    server (Ollama, llama.cpp) may answer chat without listing models."""
+    from cwalld.ai import AIError
+
+    url = ai.base + "/models"
+    try:
+        await ai.ping()
+        line("ai", "ok", f"GET {url}")
+        return True
+    except AIError as e:
+        if e.kind == "not_found":
+            line("ai", "unsure", f"GET {url}: HTTP 404 — a compatible server may lack /models; replies may still work")
+            return True
+        line("ai", "FAILED", f"GET {url}: {e}")
+        return False
+    finally:
+        await ai.close()
 
 
 async def user_create(cfg: Config, username: str, password: str, admin: bool) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 import tomllib
 import typing
@@ -241,6 +242,7 @@ def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, st
 def build(raw: dict[str, Any], source: str = "<dict>", env: typing.Mapping[str, str] | None = None) -> Config:
     """Turn a parsed TOML document (plus env) into a checked ``Config``."""
     env = {} if env is None else env
+    _check_env_names(env)
     for key in raw:
         if key not in SECTIONS and key != "categories":
             raise ConfigError(source, key, "unknown section")
@@ -293,15 +295,18 @@ def _name(hint: Any) -> str:
 
 
 def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.Mapping[str, str], source: str) -> None:
-    """``CWALLD_<SECTION>_<KEY>`` for every scalar, plus the seed's REDIS_* and OPENAI_API_KEY."""
+    """``CWALLD_<SECTION>_<KEY>`` for every key (a list or table as JSON), plus the seed's
+    REDIS_* and the openai client's OPENAI_API_KEY and OPENAI_BASE_URL."""
     cls = globals()[cls_name] if isinstance(cls_name, str) else cls_name
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         var = f"CWALLD_{section}_{f.name}".upper()
-        if var in env and hints[f.name] in (str, int, float, bool):
+        if var in env:
             table[f.name] = _parse_env(env[var], hints[f.name], var)
-    if section == "ai" and env.get("OPENAI_API_KEY") and "CWALLD_AI_API_KEY" not in env:
-        table["api_key"] = env["OPENAI_API_KEY"]
+    if section == "ai":
+        for var, key in (("OPENAI_API_KEY", "api_key"), ("OPENAI_BASE_URL", "base_url")):
+            if env.get(var) and f"CWALLD_AI_{key.upper()}" not in env:
+                table[key] = env[var]
     if section == "redis" and "CWALLD_REDIS_URL" not in env and (env.get("REDIS_HOST") or env.get("REDIS_PORT")):
         host = env.get("REDIS_HOST") or "127.0.0.1"
         port = env.get("REDIS_PORT") or "6379"
@@ -310,7 +315,25 @@ def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.M
         table["url"] = f"redis://{auth}{host}:{port}/0"
 
 
+def _check_env_names(env: typing.Mapping[str, str]) -> None:
+    """A ``CWALLD_*`` variable that names no key is a mistake (a typo would otherwise be silent)."""
+    known = {"CWALLD_CONFIG"} | {f"CWALLD_{name}_{f.name}".upper() for name, section in SECTIONS.items()
+                                 for f in dataclasses.fields(_class(section.type))}
+    for var in sorted(env):
+        if var.startswith("CWALLD_") and var not in known:
+            raise ConfigError("environment", var, "unknown setting (CWALLD_<SECTION>_<KEY>, e.g. CWALLD_SERVER_PORT)")
+
+
+def _class(cls_name: Any) -> Any:
+    return globals()[cls_name] if isinstance(cls_name, str) else cls_name
+
+
 def _parse_env(text: str, hint: Any, var: str) -> Any:
+    if hint not in (str, int, float, bool):  # a list or a table: JSON, checked like TOML after
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise ConfigError("environment", var, f"must be JSON (a list or a table), not {text!r}") from None
     try:
         if hint is bool:
             if text.lower() in ("1", "true", "yes", "on"):

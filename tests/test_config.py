@@ -81,3 +81,31 @@ def test_cli_missing_and_broken_files(tmp_path: Path) -> None:
     broken.write_text("[server\nport = 1")
     r = cwalld("check", "-c", str(broken))
     assert r.returncode == 2 and "not valid TOML" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_unknown_cwalld_variable_is_an_error_naming_it() -> None:
+    """CWALLD_SERVER_PROT=1 was silently ignored (a TOML typo is an error)."""
+    with pytest.raises(ConfigError) as e:
+        config.load(None, env={"CWALLD_SERVER_PROT": "1"})
+    assert e.value.key == "CWALLD_SERVER_PROT" and str(e.value).startswith("environment: CWALLD_SERVER_PROT: unknown")
+    r = cwalld("check", env={"CWALLD_SERVER_PROT": "1"})
+    assert r.returncode == 2 and "CWALLD_SERVER_PROT" in r.stderr
+
+
+def test_lists_and_tables_in_the_environment_are_json() -> None:
+    """CWALLD_SERVER_CORS_ORIGINS='["http://x"]' was dropped silently."""
+    cfg = config.load(None, env={"CWALLD_SERVER_CORS_ORIGINS": '["http://x"]', "CWALLD_QUEUE_BACKOFF": "[1, 2.5]",
+                                 "CWALLD_AI_CRISIS_MESSAGE": '{"en": "Call 988."}'})
+    assert cfg.server.cors_origins == ["http://x"] and cfg.queue.backoff == [1.0, 2.5]
+    assert cfg.ai.crisis_message.en == "Call 988." and cfg.ai.crisis_message.tr == config.DEFAULT_CRISIS
+    with pytest.raises(ConfigError, match="CWALLD_SERVER_CORS_ORIGINS: must be JSON"):
+        config.load(None, env={"CWALLD_SERVER_CORS_ORIGINS": "http://x"})
+    with pytest.raises(ConfigError, match=r"server.cors_origins\[0\]: must be a string"):
+        config.load(None, env={"CWALLD_SERVER_CORS_ORIGINS": "[1]"})
+
+
+def test_openai_base_url_is_honoured_like_the_key() -> None:
+    cfg = config.load(None, env={"OPENAI_BASE_URL": "http://127.0.0.1:11434/v1", "OPENAI_API_KEY": "k"})
+    assert cfg.ai.base_url == "http://127.0.0.1:11434/v1" and cfg.ai.api_key == "k"
+    cfg = config.load(None, env={"OPENAI_BASE_URL": "http://a/v1", "CWALLD_AI_BASE_URL": "http://b/v1"})
+    assert cfg.ai.base_url == "http://b/v1"  # ours wins

@@ -138,3 +138,15 @@ def test_a_start_that_cannot_happen_says_why_in_one_line(tmp_path: Path) -> None
                              "CWALLD_SERVER_CONTROL_SOCKET": str(tmp_path / "file" / "c.sock")})
     assert r.returncode == 1 and "Traceback" not in r.stderr + r.stdout
     assert r.stderr.startswith("cwalld: cannot open the control socket ") and len(r.stderr.splitlines()) == 1
+
+
+async def test_check_names_the_url_and_a_missing_models_list_is_not_fatal(tmp_path: Path, fake_ai: Any) -> None:
+    """`check` said only "HTTP 404" for a compatible server without GET /models."""
+    base = fake_ai.url + "/ollama"  # nothing here: every path answers 404
+    env = {"OPENAI_API_KEY": "k", "CWALLD_AI_BASE_URL": base, "CWALLD_STORAGE_PATH": str(tmp_path / "x.db")}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cwalld", "check", cwd=ROOT,
+                                                env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE)
+    out = (await proc.communicate())[0].decode()
+    ai = next(line for line in out.splitlines() if line.startswith("ai "))
+    assert proc.returncode == 0 and ai.split()[1] == "unsure" and f"GET {base}/models: HTTP 404" in ai, out
+    assert "may lack /models" in ai
