@@ -103,6 +103,12 @@ async def create_user(storage: Storage, username: str, password: str, name: str 
     return await storage.create_user(username, hashed, name, admin)
 
 
+async def set_password(storage: Storage, username: str, password: str) -> bool:
+    """The offline ``cwalld user password``: False if there is no such user."""
+    domain.check_password(password)
+    return await storage.set_password(username, await asyncio.to_thread(_hasher.hash, password))
+
+
 def _verify(hashed: str, password: str) -> bool:
     try:
         return _hasher.verify(hashed, password)

@@ -40,11 +40,14 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
     user = sub.add_parser("user", help="manage users (works on the database directly)")
     usub = user.add_subparsers(dest="user_command", required=True)
-    create = usub.add_parser("create", help="create a user; the password is read from stdin")
+    create = usub.add_parser("create", help="create a user; asks for the password (twice, not shown)")
     create.add_argument("username")
     create.add_argument("--admin", action="store_true", help="make the user an admin")
-    create.add_argument("--password-stdin", action="store_true", required=True,
-                        help="read the password from standard input (never from the command line)")
+    password = usub.add_parser("password", help="set a user's password (signs them out everywhere)")
+    password.add_argument("username")
+    for sp in (create, password):
+        sp.add_argument("--password-stdin", action="store_true",
+                        help="read the password from standard input, for scripts (never from the command line)")
     for name, text in (("promote", "make a user an admin"), ("demote", "revoke a user's admin rights")):
         usub.add_parser(name, help=text).add_argument("username")
     # operator commands: they ask the running daemon over its control socket
@@ -94,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if command == "check":
         return run(lambda: check(cfg))
-    if command == "user" and args.user_command == "create":
-        return run(lambda: user_create(cfg, args.username, sys.stdin.readline().rstrip("\r\n"), args.admin))
+    if command == "user" and args.user_command in ("create", "password"):
+        secret = read_password(args.password_stdin)
+        if secret is None:
+            return 1
+        if args.user_command == "password":
+            return run(lambda: user_password(cfg, args.username, secret))
+        return run(lambda: user_create(cfg, args.username, secret, args.admin))
     if command == "user":
         return run(lambda: user_admin(cfg, args.username, args.user_command == "promote"))
     if command == "ai":
@@ -176,6 +184,43 @@ async def ai_probe(ai: AI, line: Callable[..., None]) -> bool:
         return False
     finally:
         await ai.close()
+
+
+def read_password(from_stdin: bool) -> str | None:
+    """From stdin (scripts), else asked twice on the terminal without echo; None if it cannot be."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        print("cwalld: no terminal to ask the password on: pipe it with --password-stdin", file=sys.stderr)
+        return None
+    import getpass
+
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        print("cwalld: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
+async def user_password(cfg: Config, username: str, password: str) -> int:
+    from cwalld.accounts import set_password
+    from cwalld.domain import DomainError
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    storage = SQLiteStorage(cfg.storage.path)
+    await storage.open()
+    try:
+        found = await set_password(storage, username, password)
+    except DomainError as e:
+        print(f"cwalld: {e.message}", file=sys.stderr)
+        return 1
+    finally:
+        await storage.close()
+    if not found:
+        print(f"cwalld: no user {username!r}", file=sys.stderr)
+        return 1
+    print(f"password of {username} set; their sessions are signed out")
+    return 0
 
 
 async def user_create(cfg: Config, username: str, password: str, admin: bool) -> int:

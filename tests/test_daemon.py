@@ -150,3 +150,68 @@ async def test_check_names_the_url_and_a_missing_models_list_is_not_fatal(tmp_pa
     ai = next(line for line in out.splitlines() if line.startswith("ai "))
     assert proc.returncode == 0 and ai.split()[1] == "unsure" and f"GET {base}/models: HTTP 404" in ai, out
     assert "may lack /models" in ai
+
+
+def on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run the CLI with a pseudo-terminal as its controlling terminal, answering its prompts."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, as a person at a terminal would run it
+        os.execvpe(sys.executable, [sys.executable, "-m", "cwalld", *args], {**os.environ, "PYTHONPATH": str(ROOT)})
+    out = b""
+    pending = list(answers)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # the child closed the terminal: it is done
+            break
+        if not chunk:
+            break
+        out += chunk
+        if pending and out.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+    os.close(fd)
+    return os.waitpid(pid, 0)[1] >> 8, out.decode(errors="replace")
+
+
+def test_passwords_are_asked_twice_without_echo_on_a_terminal(tmp_path: Path) -> None:
+    """`user create NAME --admin --password-stdin` on a terminal showed no prompt and echoed the password."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[storage]\npath = "{tmp_path / "db.sqlite"}"\n')
+    code, out = on_a_terminal(["user", "create", "ayse_admin", "--admin", "-c", str(cfg)], ["gizli parola 1", "gizli parola 1"])
+    assert code == 0 and "Password:" in out and "Again:" in out and "created user ayse_admin" in out, out
+    assert "gizli parola" not in out  # never echoed
+    code, out = on_a_terminal(["user", "password", "ayse_admin", "-c", str(cfg)], ["yeni parola 22", "baska parola"])
+    assert code == 1 and "differ" in out
+    r = cwalld("user", "create", "mehmet", "-c", str(cfg), input="x\n")  # not a terminal, no --password-stdin
+    assert r.returncode == 1 and "--password-stdin" in r.stderr
+
+
+async def test_user_password_sets_it_and_signs_the_user_out(tmp_path: Path) -> None:
+    from cwalld.accounts import create_user, token_hash
+    from cwalld.domain import iso_after
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    db = str(tmp_path / "db.sqlite")
+    s = SQLiteStorage(db)
+    await s.open()
+    user = await create_user(s, "zeynep", "eski parola 1")
+    await s.create_session(user.id, token_hash("tok"), iso_after(3600))
+    await s.close()
+    env = {"CWALLD_STORAGE_PATH": db}
+    r = await asyncio.to_thread(cwalld, "user", "password", "zeynep", "--password-stdin", input="yeni parola 2\n", env=env)
+    assert r.returncode == 0 and "signed out" in r.stdout, r
+    r = await asyncio.to_thread(cwalld, "user", "password", "yok_boyle", "--password-stdin", input="yeni parola 2\n",
+                                env=env)
+    assert r.returncode == 1 and "no user" in r.stderr
+    s = SQLiteStorage(db)  # a closed storage is not opened again
+    await s.open()
+    try:
+        found = await s.credentials("zeynep")
+        assert found is not None and await s.session_user(token_hash("tok")) is None
+        from cwalld.accounts import _verify
+        assert _verify(found[1], "yeni parola 2") and not _verify(found[1], "eski parola 1")
+    finally:
+        await s.close()

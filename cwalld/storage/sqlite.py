@@ -375,6 +375,16 @@ class SQLiteStorage:
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
+    async def set_password(self, username: str, password_hash: str) -> bool:
+        """A new password signs the user out everywhere: every session of theirs is deleted."""
+        def op(db: sqlite3.Connection) -> bool:
+            row = db.execute("UPDATE users SET password_hash = ? WHERE username = ? RETURNING id",
+                             (password_hash, username)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
+            return row is not None
+        return await self.w.run(op, "set_password")
+
     async def set_admin(self, username: str, on: bool) -> User | None:
         """None if there is no such user; ``LastAdmin`` if revoking would leave no admin (one
         statement, so two admins revoking each other at once cannot both succeed)."""
