@@ -16,7 +16,7 @@ import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -71,6 +71,11 @@ class Daemon:
     wall: Wall
     scheduler: Scheduler
     app: web.Application
+    retired: set[AI] = field(default_factory=set)  # AI clients a reload replaced, closed after their jobs
+
+    async def close_ai(self) -> None:
+        for ai in (self.ai, *self.retired):
+            await ai.close()
 
 
 DAEMON = web.AppKey("daemon", Daemon)
@@ -97,7 +102,7 @@ def build(config: Config) -> web.Application:
         async with contextlib.AsyncExitStack() as started:
             started.push_async_callback(storage.close)
             started.push_async_callback(cache.close)
-            started.push_async_callback(lambda: daemon.ai.close())  # the client a reload may have swapped in
+            started.push_async_callback(daemon.close_ai)  # and those a reload swapped out
             try:
                 await storage.open()
             except (OSError, sqlite3.Error) as e:
@@ -204,10 +209,14 @@ async def reload(daemon: Daemon) -> None:
     daemon.storage.reconfigure(new)
     if new.ai != old.ai:
         retired = daemon.ai
+        daemon.retired.add(retired)
         daemon.ai = daemon.wall.replies.ai = AI(new.ai)
-        # jobs in flight finish on the old client; close it once they must have
-        asyncio.get_running_loop().call_later(2 * new.queue.job_timeout + 1,
-                                              lambda: asyncio.ensure_future(retired.close()))
+
+        def close_later() -> None:  # jobs in flight finish on the old client; close it once they must have
+            if retired in daemon.retired:  # (else the daemon stopped and closed it)
+                daemon.retired.discard(retired)
+                _background(retired.close(), "ai_close_failed")
+        asyncio.get_running_loop().call_later(2 * new.queue.job_timeout + 1, close_later)
     await daemon.scheduler.reschedule(daemon.wall.jobs.schedule(), new.scheduler.timezone, new.scheduler.claim_timeout)
     log.info("reloaded", config=new.source)
 
@@ -240,7 +249,7 @@ async def serve(config: Config) -> None:
         raise StartFailed(f"cannot listen on {config.server.host}:{config.server.port}: {e.strerror or e}") from None
     status = (f"serving on {config.server.host}:{config.server.port}, {config.queue.concurrency} consumers, "
               f"{'redis' if config.redis.url else 'embedded'} queue, AI {'on' if config.ai.api_key else 'off'}")
-    log.info("serving", host=config.server.host, port=config.server.port, config=config.source,
+    log.info("serving", url=f"http://{config.server.host}:{config.server.port}", config=config.source,
              queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
              ai="on" if config.ai.api_key else "off (fallback replies)")
     # Everything built at start lives as long as the process: keep it out of the garbage

@@ -174,7 +174,7 @@ class Safety:
 @dataclass(frozen=True)
 class Log:
     level: str = "info"
-    format: str = "json"
+    format: str = "auto"
     slow_query_ms: float = 100.0
     stats_interval: float = 60.0
 
@@ -442,7 +442,7 @@ def _check(cfg: Config) -> None:
     need(cfg.moderation.report_min_account_age_hours >= 0, "moderation.report_min_account_age_hours",
          "must not be negative")
     need(cfg.log.level in ("debug", "info", "warning", "error"), "log.level", "must be debug, info, warning or error")
-    need(cfg.log.format in ("json", "console"), "log.format", "must be json or console")
+    need(cfg.log.format in ("auto", "json", "console"), "log.format", "must be auto, json or console")
     need(cfg.log.slow_query_ms >= 0, "log.slow_query_ms", "must not be negative")
     need(cfg.log.stats_interval > 0, "log.stats_interval", "must be greater than 0")
 

@@ -46,7 +46,7 @@ async def test_quickstart_on_embedded_defaults(tmp_path: Path, daemons: Any) -> 
     assert (tmp_path / "data" / "cwall.db").exists()
     assert d.kill(signal.SIGTERM) == 0
     log = d.log.read_text()
-    assert '"event":"serving"' in log and '"event":"stopped"' in log
+    assert '"event":"serving"' in log and f'"url":"http://127.0.0.1:{d.port}"' in log and '"event":"stopped"' in log
     assert "ayse" not in log and "gizli-sifre" not in log  # no author, no password in the logs
 
 
@@ -215,3 +215,39 @@ async def test_user_password_sets_it_and_signs_the_user_out(tmp_path: Path) -> N
         assert _verify(found[1], "yeni parola 2") and not _verify(found[1], "eski parola 1")
     finally:
         await s.close()
+
+
+async def test_under_journald_each_line_carries_its_priority(tmp_path: Path, daemons: Any) -> None:
+    """Every line reached journald at priority 6, so `journalctl -p warning` hid reload_failed."""
+    d = daemons(tmp_path, OPENAI_API_KEY="k", CWALLD_AI_BASE_URL=f"http://127.0.0.1:{free_port()}/v1")  # unreachable
+    d.log.touch()
+    st = os.stat(d.log)
+    d.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"  # stdout is the stream journald would name
+    await d.start()
+    async with aiohttp.ClientSession() as s:
+        _, body = await call(s, "POST", d.url + "/api/v1/auth/register", json={"username": "jrnl", "password": "password123"})
+        await call(s, "POST", d.url + "/api/v1/confessions", body["token"],
+                   json={"content": "Yapay zekâya ulaşılamayan bir itiraf.", "category": "work"})  # job_retried: warnings
+    await asyncio.sleep(1.0)
+    assert d.kill(signal.SIGTERM) == 0
+    lines = d.log.read_text().splitlines()
+    assert lines and all(line.startswith(("<6>{", "<4>{", "<3>{", "<7>{")) for line in lines), lines[:5]
+    assert any(line.startswith("<6>") and '"event":"request"' in line for line in lines)  # the fast access line too
+    assert any(line.startswith("<6>") and '"event":"serving"' in line for line in lines)
+    assert any(line.startswith("<4>") and '"event":"job_retried"' in line for line in lines)
+
+
+def test_auto_format_is_console_on_a_terminal_and_json_elsewhere(tmp_path: Path) -> None:
+    from cwalld import logs
+
+    assert logs.resolve("auto", open(os.devnull)) == "json"
+    assert logs.resolve("json", None) == "json" and logs.resolve("console", None) == "console"
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        with os.fdopen(slave, "w", closefd=False) as tty:
+            assert logs.resolve("auto", tty) == "console"
+    finally:
+        os.close(master)
+        os.close(slave)
