@@ -38,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("serve", "run the daemon (the default)"), ("check", "check config, database, Redis and AI")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+        if name == "check":
+            sp.add_argument("--config-only", action="store_true",
+                            help="only read and check the config (what systemctl reload runs first)")
     user = sub.add_parser("user", help="manage users (works on the database directly)")
     usub = user.add_subparsers(dest="user_command", required=True)
     create = usub.add_parser("create", help="create a user; asks for the password (twice, not shown)")
@@ -94,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
             logs.flush()
             print(f"cwalld: {e}", file=sys.stderr)
             return 1
+        return 0
+    if command == "check" and args.config_only:
+        print(f"config   ok        {cfg.source}")
         return 0
     if command == "check":
         return run(lambda: check(cfg))

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ROOT, Api, test_config
+from tests.conftest import ROOT, Api, cwalld, test_config
 from tests.test_daemon import call
 
 
@@ -278,3 +278,19 @@ def test_single_file_build_runs_version_and_check(tmp_path: Path) -> None:
 async def api(tmp_path: Path, fake_ai: Any, make_client: Any) -> Api:
     return Api(await make_client(test_config(tmp_path, fake_ai.url)))
 
+
+
+def test_reload_checks_the_config_first(tmp_path: Path) -> None:
+    """`systemctl reload` with a broken config reported success; only a JSON line said it failed."""
+    unit = (ROOT / "systemd" / "cwalld.service").read_text()
+    reloads = [line for line in unit.splitlines() if line.startswith("ExecReload=")]
+    assert reloads == ["ExecReload=/usr/local/bin/cwalld check --config-only -c /etc/cwalld/config.toml",
+                       "ExecReload=/bin/kill -HUP $MAINPID"]  # systemd runs them in order; a failure stops it
+    broken, fine = tmp_path / "broken.toml", tmp_path / "fine.toml"
+    broken.write_text("[queue]\njob_timeout = -1\n")
+    fine.write_text(f'[storage]\npath = "{tmp_path / "never.db"}"\n')
+    r = cwalld("check", "--config-only", "-c", str(broken))
+    assert r.returncode == 2 and "queue.job_timeout" in r.stderr
+    r = cwalld("check", "--config-only", "-c", str(fine))
+    assert r.returncode == 0 and r.stdout.startswith("config   ok")
+    assert not (tmp_path / "never.db").exists()  # the config alone: no database opened or made
