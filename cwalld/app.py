@@ -119,10 +119,10 @@ def build(config: Config) -> web.Application:
             await scheduler.start()
             started.push_async_callback(scheduler.stop)
             try:
-                operator = await control.start(control.create(wall, scheduler), config.server.control_socket)
+                operator = await control.start(control.create(wall, scheduler), config.server.socket)
             except OSError as e:
-                raise StartFailed(f"cannot open the control socket {config.server.control_socket}: {e}") from None
-            started.push_async_callback(control.stop, operator, config.server.control_socket)
+                raise StartFailed(f"cannot open the control socket {config.server.socket}: {e}") from None
+            started.push_async_callback(control.stop, operator, config.server.socket)
             watchers = [asyncio.create_task(watch_loop(), name="loop-lag"),
                         asyncio.create_task(stats_lines(daemon), name="stats")]
             yield

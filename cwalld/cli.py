@@ -76,6 +76,10 @@ def parser() -> argparse.ArgumentParser:
         for sp in group.choices.values():
             sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
             sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+            if group is not usub:  # which running daemon to ask, when one machine runs several
+                which = sp.add_mutually_exclusive_group()
+                which.add_argument("--socket", help="its control socket (default: [server].control_socket)")
+                which.add_argument("--port", type=int, help="the daemon serving this port (its default socket)")
     return p
 
 
@@ -112,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         return run(lambda: user_create(cfg, args.username, secret, args.admin))
     if command == "user":
         return run(lambda: user_admin(cfg, args.username, args.user_command == "promote"))
+    if getattr(args, "socket", None) or getattr(args, "port", None):
+        cfg = configmod.replace(cfg, server={"control_socket": args.socket or "", "port": args.port or cfg.server.port}
+                                if args.port else {"control_socket": args.socket})
     if command == "ai":
         return run(lambda: regenerate(cfg, args.since, args.dry_run, args.json))
     method, path, payload = {
@@ -255,7 +262,7 @@ async def ask(cfg: Config, method: str, path: str, payload: object) -> dict:  # 
     """One request to the running daemon over its control socket."""
     import aiohttp
 
-    sock = cfg.server.control_socket
+    sock = cfg.server.socket
     try:
         async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as s:
             async with s.request(method, "http://cwalld/api/v1/admin" + path, json=payload,

@@ -37,13 +37,19 @@ class Server:
     port: int = 8080
     max_body_bytes: int = 16384
     cors_origins: list[str] = field(default_factory=list)
-    control_socket: str = "./data/cwalld.sock"
+    control_socket: str = ""  # empty: ./data/cwalld-<port>.sock, one per daemon (Server.socket)
     metrics_token: str = ""
     trusted_proxies: list[str] = field(default_factory=list)
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
     max_connections: int = 1000
+
+    @property
+    def socket(self) -> str:
+        """The control socket: the configured path, else one named by the port, so two daemons
+        on one machine never share one."""
+        return self.control_socket or f"./data/cwalld-{self.port}.sock"
 
 
 @dataclass(frozen=True)
@@ -435,7 +441,6 @@ def _check(cfg: Config) -> None:
         need(all(t.strip() for t in getattr(cfg.safety, key)), f"safety.{key}", "terms must not be empty")
     need(cfg.moderation.auto_hide_reports >= 1, "moderation.auto_hide_reports", "must be at least 1")
     need(cfg.moderation.on_unavailable in ("publish", "hold"), "moderation.on_unavailable", "must be publish or hold")
-    need(bool(cfg.server.control_socket), "server.control_socket", "must not be empty")
     need(cfg.popular.threshold >= 1, "popular.threshold", "must be at least 1")
     need(cfg.popular.min_account_age_hours >= 0, "popular.min_account_age_hours", "must not be negative")
     need(cfg.popular.window_days >= 0, "popular.window_days", "must be 0 (all time) or more")

@@ -7,6 +7,7 @@ The socket is created with mode 0600: whoever can open it is the operator, no to
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 from pathlib import Path
@@ -47,12 +48,13 @@ def in_use(path: str) -> bool:
 
 
 async def start(app: web.Application, path: str) -> web.AppRunner | None:
-    """Listen on ``path`` (mode 0600); None if another live daemon already has it."""
+    """Listen on ``path`` (mode 0600). A live daemon already on it is a start error: two daemons
+    on one socket would leave the CLI talking to whichever answered."""
     Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if os.path.exists(path):
         if in_use(path):
-            log.warning("control_socket_in_use", path=path)
-            return None
+            raise OSError(errno.EADDRINUSE, "another running cwalld listens on it; give this one its own"
+                                            " [server].control_socket (or leave it empty: one per port)")
         os.unlink(path)  # left behind by a daemon that did not stop cleanly
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
     await runner.setup()

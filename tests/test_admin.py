@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 
 from cwalld.http.keys import WALL
 from cwalld.accounts import create_user
-from tests.conftest import Api, cwalld, test_config
+from tests.conftest import Api, cwalld, free_port, test_config
 from tests.test_daemon import call
 
 
@@ -153,10 +155,32 @@ async def test_cli_against_a_running_daemon(tmp_path: Path, daemons: Any) -> Non
     assert r.returncode == 0 and "kerem is now an admin" in r.stdout
     r = run("user", "demote", "kerem")  # the only admin: refused, in one line
     assert r.returncode == 1 and r.stderr.strip() == "cwalld: the wall must keep at least one admin"
-    assert oct((tmp_path / "data" / "cwalld.sock").stat().st_mode & 0o777) == "0o600"
+    sock = tmp_path / "data" / f"cwalld-{d.port}.sock"  # one per daemon: named by its port
+    assert oct(sock.stat().st_mode & 0o777) == "0o600"
     assert await d.stop(signal.SIGTERM) == 0
-    assert not (tmp_path / "data" / "cwalld.sock").exists()
+    assert not sock.exists()
     for args in (("queue", "stats"), ("jobs", "list"), ("cache", "clear", "all")):
         r = run(*args)
         assert r.returncode == 1
-        assert r.stderr.strip() == "cwalld: the daemon is not running (no control socket at ./data/cwalld.sock)"
+        assert r.stderr.strip() == f"cwalld: the daemon is not running (no control socket at ./data/cwalld-{d.port}.sock)"
+
+
+async def test_two_daemons_on_one_machine_each_have_their_socket(tmp_path: Path, daemons: Any) -> None:
+    """Both defaulted to ./data/cwalld.sock: the second ran without one after a warning, and the
+    CLI talked to whichever."""
+    a, b = daemons(tmp_path), daemons(tmp_path, CWALLD_STORAGE_PATH=str(tmp_path / "b.db"))
+    await a.start()
+    await b.start()
+    run = lambda *args: cwalld(*args, cwd=tmp_path, env={k: v for k, v in a.env.items()  # noqa: E731
+                                                          if k != "CWALLD_SERVER_PORT"})
+    for d in (a, b):
+        r = run("jobs", "list", "--port", str(d.port))
+        assert r.returncode == 0 and "popular" in r.stdout, r
+    r = run("queue", "stats", "--socket", f"./data/cwalld-{b.port}.sock", "--json")
+    assert r.returncode == 0 and '"waiting": 0' in r.stdout
+    # the same socket named for a third: a start error, not a daemon without a control socket
+    third = subprocess.run([sys.executable, "-m", "cwalld"], cwd=tmp_path, capture_output=True, text=True, timeout=30,
+                           env={**a.env, "CWALLD_SERVER_PORT": str(free_port()), "CWALLD_STORAGE_PATH": str(tmp_path / "c.db"),
+                                "CWALLD_SERVER_CONTROL_SOCKET": f"./data/cwalld-{a.port}.sock"})
+    assert third.returncode == 1 and "another running cwalld listens on it" in third.stderr, third.stderr[-500:]
+    assert (await asyncio.to_thread(run, "jobs", "list", "--port", str(a.port))).returncode == 0  # a is untouched

@@ -162,7 +162,12 @@ def on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
     out = b""
     pending = list(answers)
     deadline = time.monotonic() + 30
+    import select
+
     while time.monotonic() < deadline:
+        if not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]:
+            os.kill(pid, signal.SIGKILL)  # stuck waiting for an answer that never comes: fail, do not hang
+            break
         try:
             chunk = os.read(fd, 1024)
         except OSError:  # the child closed the terminal: it is done
@@ -170,7 +175,7 @@ def on_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
         if not chunk:
             break
         out += chunk
-        if pending and out.rstrip().endswith(b":"):
+        if pending and out.endswith(b": "):  # a prompt waits (its own line, not yet answered)
             os.write(fd, pending.pop(0).encode() + b"\n")
     os.close(fd)
     return os.waitpid(pid, 0)[1] >> 8, out.decode(errors="replace")
