@@ -289,11 +289,24 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, key, f"must be a number, not {value!r}")
+            raise ConfigError(source, key, f"must be a number, not {_toml(value)}")
         return float(value)
     if hint is int and isinstance(value, bool) or not isinstance(value, hint):
-        raise ConfigError(source, key, f"must be {_name(hint)}, not {value!r}")
+        raise ConfigError(source, key, f"must be {_name(hint)}, not {_toml(value)}")
     return value
+
+
+def _toml(value: Any) -> str:
+    """A value as it would be written in the file: ``true``, ``"text"``, ``[1, 2]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return str(value)
 
 
 def _name(hint: Any) -> str:
@@ -427,16 +440,16 @@ def _check(cfg: Config) -> None:
         try:
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
-            need(False, f"server.trusted_proxies[{i}]", f"not an address or network: {proxy!r}")
-    need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {cfg.popular.schedule!r}")
+            need(False, f"server.trusted_proxies[{i}]", f"not an address or network: {_toml(proxy)}")
+    need(croniter.is_valid(cfg.popular.schedule), "popular.schedule", f"not a valid cron expression: {_toml(cfg.popular.schedule)}")
     for key in ("recovery", "queue_clean", "sessions_purge"):
         expr = getattr(cfg.scheduler, key)
-        need(croniter.is_valid(expr), f"scheduler.{key}", f"not a valid cron expression: {expr!r}")
+        need(croniter.is_valid(expr), f"scheduler.{key}", f"not a valid cron expression: {_toml(expr)}")
     need(cfg.scheduler.claim_timeout > 0, "scheduler.claim_timeout", "must be greater than 0")
     try:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        need(False, "scheduler.timezone", f"unknown time zone {cfg.scheduler.timezone!r}")
+        need(False, "scheduler.timezone", f"unknown time zone {_toml(cfg.scheduler.timezone)}")
     for key in ("crisis_terms", "blocked_terms"):
         need(all(t.strip() for t in getattr(cfg.safety, key)), f"safety.{key}", "terms must not be empty")
     need(cfg.moderation.auto_hide_reports >= 1, "moderation.auto_hide_reports", "must be at least 1")

@@ -109,3 +109,16 @@ def test_openai_base_url_is_honoured_like_the_key() -> None:
     assert cfg.ai.base_url == "http://127.0.0.1:11434/v1" and cfg.ai.api_key == "k"
     cfg = config.load(None, env={"OPENAI_BASE_URL": "http://a/v1", "CWALLD_AI_BASE_URL": "http://b/v1"})
     assert cfg.ai.base_url == "http://b/v1"  # ours wins
+
+
+def test_values_are_shown_as_they_are_written_in_toml() -> None:
+    """Errors showed booleans Python-style (`not True`) and strings in single quotes."""
+    with pytest.raises(ConfigError) as e:
+        config.build({"server": {"port": True}}, "my.toml")
+    assert str(e.value) == "my.toml: server.port: must be an integer, not true"
+    with pytest.raises(ConfigError) as e:
+        config.build({"popular": {"schedule": "every 'hour'"}}, "my.toml")
+    assert str(e.value).endswith('not a valid cron expression: "every \'hour\'"')
+    with pytest.raises(ConfigError) as e:
+        config.build({"queue": {"concurrency": [1, "2"]}}, "my.toml")
+    assert str(e.value).endswith('must be an integer, not [1, "2"]')
