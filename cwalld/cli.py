@@ -284,7 +284,7 @@ async def control_call(cfg: Config, method: str, path: str, payload: object, as_
     except Refused as e:
         print(f"cwalld: {e}", file=sys.stderr)
         return 1
-    print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body))
+    print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body, cfg.scheduler.timezone))
     return 0
 
 
@@ -316,17 +316,29 @@ async def regenerate(cfg: Config, since: str, dry_run: bool, as_json: bool, poll
     return 0 if o["failed"] == 0 else 1
 
 
-def render(body: dict) -> str:  # type: ignore[type-arg]
-    """A readable table of what the daemon answered."""
+def render(body: dict, timezone: str = "UTC") -> str:  # type: ignore[type-arg]
+    """A readable table of what the daemon answered; times in the schedules' zone, named."""
     if "jobs" in body:
         rows = [("job", "schedule", "next run", "last run", "result")]
         for j in body["jobs"]:
             last = j["last_run"] or {}
             outcome = last.get("error") or json_compact(last.get("result"))
-            rows.append((j["name"], j["schedule"], j["next_run"][:19], (last.get("started_at") or "never")[:19], outcome))
+            started = last.get("started_at")
+            rows.append((j["name"], j["schedule"], local_time(j["next_run"], timezone),
+                         local_time(started, timezone) if started else "never", outcome))
         return table(rows)
     values = body["result"] if "result" in body else body
     return table([(str(k), str(v)) for k, v in (values or {}).items()])
+
+
+def local_time(iso: str, timezone: str) -> str:
+    """``2026-12-03T09:00:00Z`` as ``2026-12-03 12:00:00 +03`` in ``timezone``: the zone the cron
+    schedules are read in, said beside the time."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(ZoneInfo(timezone))
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def json_compact(value: object) -> str:

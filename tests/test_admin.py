@@ -147,6 +147,8 @@ async def test_cli_against_a_running_daemon(tmp_path: Path, daemons: Any) -> Non
     assert "cleared  feed" in run("cache", "clear", "feed").stdout
     r = run("jobs", "list")
     assert r.returncode == 0 and r.stdout.splitlines()[0].split()[:3] == ["job", "schedule", "next"]
+    popular = next(line for line in r.stdout.splitlines() if line.startswith("popular"))
+    assert popular.count(" UTC") == 2, popular  # next and last run, each with its zone
     r = run("jobs", "run", "popular")
     assert r.returncode == 0 and "newly_popular   0" in r.stdout
     r = run("jobs", "run", "nope")
@@ -184,3 +186,11 @@ async def test_two_daemons_on_one_machine_each_have_their_socket(tmp_path: Path,
                                 "CWALLD_SERVER_CONTROL_SOCKET": f"./data/cwalld-{a.port}.sock"})
     assert third.returncode == 1 and "another running cwalld listens on it" in third.stderr, third.stderr[-500:]
     assert (await asyncio.to_thread(run, "jobs", "list", "--port", str(a.port))).returncode == 0  # a is untouched
+
+
+def test_job_times_are_shown_in_the_schedules_zone() -> None:
+    """`jobs list` showed times without a zone (they were UTC, the cron schedules local)."""
+    from cwalld.cli import local_time
+
+    assert local_time("2026-12-03T09:00:00.123Z", "Europe/Istanbul") == "2026-12-03 12:00:00 +03"
+    assert local_time("2026-12-03T09:00:00Z", "UTC") == "2026-12-03 09:00:00 UTC"
