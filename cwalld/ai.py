@@ -2,9 +2,9 @@
 
 Two POSTs of JSON (``/moderations``, ``/chat/completions`` under ``[ai].base_url``) on one
 aiohttp session. Why not the ``openai`` package: measured on the same fake server
-(``python -m bench.ai_client``), it cost ~3.8 ms of CPU per job (httpx, pydantic models both
-ways), ~2.3 ms on its aiohttp transport, against ~0.3 ms here, and ~25 MB of resident memory;
-it was 60 % of the event loop while draining a backlog. We use two endpoints and a few fields.
+(``python -m bench.ai_client``, client CPU per job of moderation + chat), it cost ~6 ms (httpx,
+anyio, pydantic models both ways), ~5 ms on its aiohttp transport, against ~0.65 ms here, and
+~20 MB of resident memory. We use two endpoints and a few fields of each.
 
 Nothing is retried here: retries and backoff belong to the job queue, which can spread them over
 time and across processes. Failures surface as ``AIError`` with a ``kind`` (timeout,
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -150,19 +150,19 @@ class AI:
             await self._session.close()
 
     async def ping(self) -> None:
-        await self._call("models", lambda: self._request("GET", "/models"))
+        await self._call("models", "GET", "/models")
 
     async def moderate(self, text: str) -> Verdict:
         if not self.enabled or not self.settings.moderation:
             return Verdict()
         try:
-            response = await self._call("moderation", lambda: self._request(
-                "POST", "/moderations", {"input": text, "model": self.settings.moderation_model}))
+            response = await self._call("moderation", "POST", "/moderations",
+                                        {"input": text, "model": self.settings.moderation_model})
         except AIError as e:
             if e.kind == "not_found":
                 # An OpenAI-compatible server without the endpoint (Ollama, llama.cpp): say so once;
                 # the caller treats moderation as unavailable ([moderation].on_unavailable).
-                self._once("ai_moderation_unavailable", url=self.settings.base_url.rstrip("/") + "/moderations",
+                self._once("ai_moderation_unavailable", url=self.base + "/moderations",
                            key="ai.moderation", hint="set [ai].moderation = false for a server without moderations")
             raise
         try:
@@ -176,7 +176,7 @@ class AI:
         return Verdict(crisis=crisis)
 
     async def reply(self, text: str, language: str) -> str:
-        response = await self._call("chat", lambda: self._request("POST", "/chat/completions", {
+        response = await self._call("chat", "POST", "/chat/completions", {
             "model": self.settings.model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT.format(language=LANGUAGE_NAMES[language])},
@@ -184,7 +184,7 @@ class AI:
             ],
             "max_tokens": max(64, self.settings.max_reply_chars // 2),
             "temperature": 0.7,
-        }))
+        })
         try:
             content = (response["choices"][0]["message"]["content"] or "").strip() if response["choices"] else ""
         except (KeyError, IndexError, TypeError, AttributeError) as e:
@@ -193,14 +193,15 @@ class AI:
             raise AIError("other", "empty reply")
         return shorten(content, self.settings.max_reply_chars)
 
-    async def _call(self, call: str, request: Callable[[], Awaitable[Any]]) -> Any:
+    async def _call(self, call: str, method: str, path: str, body: object = None) -> Any:
+        """One call through ``call``'s breaker, counted, its failure said once per episode."""
         breaker = self.breakers[call]
         if not breaker.allow():
             metrics.AI_FAILURES.labels("breaker_open").inc()
             raise AIError("breaker_open", f"{call} calls paused after repeated failures")
         metrics.AI_CALLS.labels(call).inc()
         try:
-            result = await request()
+            result = await self._request(method, path, body)
         except AIError as e:
             metrics.AI_FAILURES.labels(e.kind).inc()
             if e.kind in OUTAGE:

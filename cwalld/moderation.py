@@ -30,12 +30,12 @@ class Moderation:
         items = await self.storage.by_status(status, limit + 1, self.cursors.decode(cursor))
         return paged(items, limit, lambda c: (c.created_at, c.id), self.cursors)
 
-    async def hide(self, confession_id: int) -> Confession:
+    async def hide(self, confession_id: int, by: str = "admin") -> Confession:
         """Take a published confession off every feed until an admin restores it."""
         c = await self.storage.set_status(confession_id, (PUBLISHED,), HIDDEN)
         if c is None:
             raise NotFound("no published confession with that id")
-        log.info("confession_hidden", confession_id=confession_id, by="admin")
+        log.info("confession_hidden", confession_id=confession_id, by=by)
         await self.events.emit(Event("confession_hidden", c.id, c.category))
         return c
 

@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass, field
 import structlog
 
 from cwalld.config import Config
-from cwalld.domain import iso_after
+from cwalld.domain import NotFound, iso_after
+from cwalld.moderation import Moderation
 from cwalld.queue import JobQueue
 from cwalld.replies import Replies
 from cwalld.storage import Storage
@@ -45,8 +46,10 @@ class Progress:
 
 
 class Regenerate:
-    def __init__(self, config: Config, storage: Storage, queue: JobQueue, replies: Replies) -> None:
+    def __init__(self, config: Config, storage: Storage, queue: JobQueue, replies: Replies,
+                 moderation: Moderation) -> None:
         self.config, self.storage, self.queue, self.replies = config, storage, queue, replies
+        self.moderation = moderation
         self.last: Progress | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -78,6 +81,8 @@ class Regenerate:
                 started = time.monotonic()
                 await self._behind_new_confessions()
                 outcome = await self.replies.regenerate(cid)
+                if outcome == "rejected":  # published unmoderated; moderation says no: an admin decides
+                    outcome = await self._hide(cid)
                 progress.outcomes[outcome] += 1
                 progress.done += 1
                 pause = 60 / self.config.ai.regenerate_per_minute - (time.monotonic() - started)
@@ -86,6 +91,13 @@ class Regenerate:
             log.info("regenerate_finished", total=progress.total, **progress.outcomes)
         finally:
             progress.running = False
+
+    async def _hide(self, cid: int) -> str:
+        try:
+            await self.moderation.hide(cid, by="regenerate")
+            return "hidden"
+        except NotFound:  # deleted or hidden meanwhile
+            return "kept"
 
     async def _behind_new_confessions(self) -> None:
         """Wait while new confessions wait for their AI job: they come first."""

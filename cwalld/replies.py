@@ -27,7 +27,7 @@ from cwalld import language, metrics
 from cwalld.ai import AIError, AIPort, Verdict, fallback_reply, with_crisis
 from cwalld.cache import Cache
 from cwalld.config import Config
-from cwalld.domain import HIDDEN, PENDING, PUBLISHED, REJECTED, Confession
+from cwalld.domain import PENDING, PUBLISHED, REJECTED, Confession
 from cwalld.events import Event, Events
 from cwalld.queue import Done
 from cwalld.safety import Safety
@@ -56,9 +56,9 @@ class Replies:
             return with_crisis(self.config.ai, reply, self.language(c))
         return reply
 
-    def fallback(self, c: Confession) -> str:
+    def fallback(self, c: Confession, crisis: bool = False) -> str:
         """The fallback reply for ``c``, in its language, with the help line where it needs one."""
-        return self.helped(c, fallback_reply(self.config.ai, c.id, self.language(c)))
+        return self.helped(c, fallback_reply(self.config.ai, c.id, self.language(c)), crisis)
 
     def language(self, c: Confession) -> str:
         return language.of(c.content, self.config.ai.language)
@@ -117,13 +117,12 @@ class Replies:
         if verdict.rejected:
             await self._reject(c, verdict.rejected)
             return "completed"
-        return await self._publish(c, self.helped(c, fallback_reply(self.config.ai, c.id, self.language(c)),
-                                                  verdict.crisis), fallback=True)
+        return await self._publish(c, self.fallback(c, verdict.crisis), fallback=True)
 
     async def regenerate(self, confession_id: int) -> str:
         """Ask the AI again for a confession published with a fallback reply (``regenerate``):
-        ``replaced``; ``hidden`` if moderation now rejects it (an admin can restore it); ``kept``
-        if there is nothing to do; ``failed`` if the AI cannot answer now (run it again later)."""
+        ``replaced``; ``rejected`` if moderation now rejects it (the caller hides it); ``kept`` if
+        there is nothing to do; ``failed`` if the AI cannot answer now (run it again later)."""
         c = await self.storage.confession(confession_id)
         if c is None or c.status != PUBLISHED or not c.ai_fallback or not self.ai.enabled:
             return "kept" if self.ai.enabled else "failed"
@@ -135,11 +134,7 @@ class Replies:
                     raise
                 verdict = Verdict()  # no moderation endpoint, and the wall publishes without one
             if verdict.rejected:
-                if await self.storage.set_status(c.id, (PUBLISHED,), HIDDEN) is None:
-                    return "kept"
-                log.info("confession_hidden", confession_id=c.id, by="regenerate", reason=verdict.rejected)
-                await self.events.emit(Event("confession_hidden", c.id, c.category))
-                return "hidden"
+                return "rejected"
             reply = self.helped(c, await self.ai.reply(c.content, self.language(c)), verdict.crisis)
         except AIError as e:
             log.info("regenerate_failed", confession_id=c.id, error=str(e))

@@ -45,12 +45,13 @@ class Wall:
         views = Views(confessions, cache, config.cache)
         events.subscribe(views.follow)  # the caches follow every change
         replies = Replies(config, storage, ai, cache, events)
+        moderation = Moderation(config, storage, events, cursors, replies)
         return cls(config, storage, queue, cache, events,
                    accounts=Accounts(config, storage, events, Windows(cache)),
                    confessions=confessions,
-                   moderation=Moderation(config, storage, events, cursors, replies),
+                   moderation=moderation,
                    replies=replies,
-                   regenerate=Regenerate(config, storage, queue, replies),
+                   regenerate=Regenerate(config, storage, queue, replies, moderation),
                    jobs=Jobs(config, storage, queue, events),
                    views=views)
 
