@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cwalld import __version__, config as configmod
 from cwalld.config import Config, ConfigError
@@ -112,13 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         if secret is None:
             return 1
         if args.user_command == "password":
-            return run(lambda: user_password(cfg, args.username, secret))
-        return run(lambda: user_create(cfg, args.username, secret, args.admin))
+            return run(lambda: on_database(cfg, lambda db: user_password(db, args.username, secret),
+                                           f"no user {args.username!r}"))
+        return run(lambda: on_database(cfg, lambda db: user_create(db, args.username, secret, args.admin)))
     if command == "user":
-        return run(lambda: user_admin(cfg, args.username, args.user_command == "promote"))
-    if getattr(args, "socket", None) or getattr(args, "port", None):
-        cfg = configmod.replace(cfg, server={"control_socket": args.socket or "", "port": args.port or cfg.server.port}
-                                if args.port else {"control_socket": args.socket})
+        return run(lambda: on_database(cfg, lambda db: user_admin(db, args.username, args.user_command == "promote"),
+                                       f"no user {args.username!r}"))
+    if getattr(args, "port", None):  # that daemon's default socket
+        cfg = configmod.replace(cfg, server={"control_socket": "", "port": args.port})
+    elif getattr(args, "socket", None):
+        cfg = configmod.replace(cfg, server={"control_socket": args.socket})
     if command == "ai":
         return run(lambda: regenerate(cfg, args.since, args.dry_run, args.json))
     method, path, payload = {
@@ -215,43 +218,45 @@ def read_password(from_stdin: bool) -> str | None:
     return first
 
 
-async def user_password(cfg: Config, username: str, password: str) -> int:
-    from cwalld.accounts import set_password
+async def on_database(cfg: Config, work: Callable[[Any], Awaitable[str | None]], missing: str = "") -> int:
+    """A ``user`` command: ``work`` on the database directly; it returns the line to print, or
+    None for ``missing``. A refusal of the domain's (a taken name, the last admin) is one line."""
     from cwalld.domain import DomainError
     from cwalld.storage.sqlite import SQLiteStorage
 
     storage = SQLiteStorage(cfg.storage.path)
     await storage.open()
     try:
-        found = await set_password(storage, username, password)
+        said = await work(storage)
     except DomainError as e:
         print(f"cwalld: {e.message}", file=sys.stderr)
         return 1
     finally:
         await storage.close()
-    if not found:
-        print(f"cwalld: no user {username!r}", file=sys.stderr)
+    if said is None:
+        print(f"cwalld: {missing}", file=sys.stderr)
         return 1
-    print(f"password of {username} set; their sessions are signed out")
+    print(said)
     return 0
 
 
-async def user_create(cfg: Config, username: str, password: str, admin: bool) -> int:
-    from cwalld.domain import DomainError
+async def user_create(storage: Any, username: str, password: str, admin: bool) -> str:
     from cwalld.accounts import create_user
-    from cwalld.storage.sqlite import SQLiteStorage
 
-    storage = SQLiteStorage(cfg.storage.path)
-    await storage.open()
-    try:
-        user = await create_user(storage, username, password, admin=admin)
-    except DomainError as e:
-        print(f"cwalld: {e.message}", file=sys.stderr)
-        return 1
-    finally:
-        await storage.close()
-    print(f"created user {user.username} (id {user.id}{', admin' if user.is_admin else ''})")
-    return 0
+    user = await create_user(storage, username, password, admin=admin)
+    return f"created user {user.username} (id {user.id}{', admin' if user.is_admin else ''})"
+
+
+async def user_password(storage: Any, username: str, password: str) -> str | None:
+    from cwalld.accounts import set_password
+
+    found = await set_password(storage, username, password)
+    return f"password of {username} set; their sessions are signed out" if found else None
+
+
+async def user_admin(storage: Any, username: str, on: bool) -> str | None:
+    user = await storage.set_admin(username, on)  # DomainError: the last admin
+    return f"{user.username} is {'now' if on else 'no longer'} an admin" if user else None
 
 
 class Refused(Exception):
@@ -352,26 +357,6 @@ def table(rows: Sequence[tuple[str, ...]]) -> str:
         return ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
-
-
-async def user_admin(cfg: Config, username: str, on: bool) -> int:
-    from cwalld.domain import DomainError
-    from cwalld.storage.sqlite import SQLiteStorage
-
-    storage = SQLiteStorage(cfg.storage.path)
-    await storage.open()
-    try:
-        user = await storage.set_admin(username, on)
-    except DomainError as e:  # the last admin
-        print(f"cwalld: {e.message}", file=sys.stderr)
-        return 1
-    finally:
-        await storage.close()
-    if user is None:
-        print(f"cwalld: no user {username!r}", file=sys.stderr)
-        return 1
-    print(f"{user.username} is {'now' if on else 'no longer'} an admin")
-    return 0
 
 
 def _redact(url: str) -> str:
