@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = configmod.load(getattr(args, "sub_config", None) or args.config)
     except ConfigError as e:
-        print(f"cwalld: config error: {e}", file=sys.stderr)
+        for problem in e.problems:
+            print(f"cwalld: config error: {problem.line}", file=sys.stderr)
         return 2
     command = args.command or "serve"
     if command == "serve":

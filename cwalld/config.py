@@ -24,11 +24,20 @@ from croniter import croniter
 
 
 class ConfigError(Exception):
-    """A config problem, already phrased for the operator: ``file: key: what is wrong``."""
+    """Config problems, already phrased for the operator: ``file: key: what is wrong``, one line
+    each. ``key`` and ``problem`` are the first one's; ``problems`` holds them all, so a file with
+    three mistakes is fixed in one go."""
 
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}" if key else f"{source}: {problem}")
+    def __init__(self, source: str, key: str, problem: str, more: list[ConfigError] | None = None) -> None:
+        self.line = f"{source}: {key}: {problem}" if key else f"{source}: {problem}"
         self.source, self.key, self.problem = source, key, problem
+        self.problems = [self, *(more or [])]
+        super().__init__("\n".join(p.line for p in self.problems))
+
+    @classmethod
+    def of(cls, problems: list[ConfigError]) -> ConfigError:
+        first = problems[0]
+        return cls(first.source, first.key, first.problem, problems[1:])
 
 
 @dataclass(frozen=True)
@@ -248,45 +257,59 @@ def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, st
 def build(raw: dict[str, Any], source: str = "<dict>", env: typing.Mapping[str, str] | None = None) -> Config:
     """Turn a parsed TOML document (plus env) into a checked ``Config``."""
     env = {} if env is None else env
-    _check_env_names(env)
+    problems: list[ConfigError] = []
+    _check_env_names(env, problems)
     for key in raw:
         if key not in SECTIONS and key != "categories":
-            raise ConfigError(source, key, "unknown section")
+            problems.append(ConfigError(source, key, "unknown section"))
     sections: dict[str, Any] = {}
     for name, f in SECTIONS.items():
         table = raw.get(name, {})
         if not isinstance(table, dict):
-            raise ConfigError(source, name, "must be a table")
+            problems.append(ConfigError(source, name, "must be a table"))
+            table = {}
         table = dict(table)
-        _apply_env(name, f.type, table, env, source)
-        sections[name] = _section(f.type, table, name, source)
-    sections["categories"] = _categories(raw.get("categories"), source)
+        _apply_env(name, f.type, table, env, problems)
+        sections[name] = _section(f.type, table, name, source, problems)
+    try:
+        sections["categories"] = _categories(raw.get("categories"), source)
+    except ConfigError as e:
+        problems.append(e)
     cfg = Config(**sections, source=source)
-    _check(cfg)
+    _check(cfg, problems)  # a key whose type was wrong holds its default here
+    if problems:
+        raise ConfigError.of(problems)
     return cfg
 
 
-def _section(cls_name: Any, table: dict[str, Any], section: str, source: str) -> Any:
-    cls = globals()[cls_name] if isinstance(cls_name, str) else cls_name
+def _section(cls_name: Any, table: dict[str, Any], section: str, source: str, problems: list[ConfigError]) -> Any:
+    """The section's dataclass from its table; a wrong key is noted in ``problems`` and left at
+    its default, so the rest is still checked."""
+    cls = _class(cls_name)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in table:
-        if key not in fields:
-            raise ConfigError(source, f"{section}.{key}", "unknown key")
     hints = typing.get_type_hints(cls)
-    values = {k: _coerce(v, hints[k], f"{section}.{k}", source) for k, v in table.items()}
+    values = {}
+    for key, value in table.items():
+        if key not in fields:
+            problems.append(ConfigError(source, f"{section}.{key}", "unknown key"))
+            continue
+        try:
+            values[key] = _coerce(value, hints[key], f"{section}.{key}", source, problems)
+        except ConfigError as e:
+            problems.append(e)
     return cls(**values)
 
 
-def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+def _coerce(value: Any, hint: Any, key: str, source: str, problems: list[ConfigError]) -> Any:
     if dataclasses.is_dataclass(hint):  # a table per language; one value stands for all of them
         table = value if isinstance(value, dict) else {f.name: value for f in dataclasses.fields(hint)}
-        return _section(hint, table, key, source)
+        return _section(hint, table, key, source, problems)
     origin = typing.get_origin(hint)
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
             raise ConfigError(source, key, f"must be a list of {_name(item)}")
-        return [_coerce(v, item, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return [_coerce(v, item, f"{key}[{i}]", source, problems) for i, v in enumerate(value)]
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(source, key, f"must be a number, not {_toml(value)}")
@@ -313,15 +336,19 @@ def _name(hint: Any) -> str:
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(hint, str(hint))
 
 
-def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.Mapping[str, str], source: str) -> None:
+def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.Mapping[str, str],
+               problems: list[ConfigError]) -> None:
     """``CWALLD_<SECTION>_<KEY>`` for every key (a list or table as JSON), plus the seed's
     REDIS_* and the openai client's OPENAI_API_KEY and OPENAI_BASE_URL."""
-    cls = globals()[cls_name] if isinstance(cls_name, str) else cls_name
+    cls = _class(cls_name)
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         var = f"CWALLD_{section}_{f.name}".upper()
         if var in env:
-            table[f.name] = _parse_env(env[var], hints[f.name], var)
+            try:
+                table[f.name] = _parse_env(env[var], hints[f.name], var)
+            except ConfigError as e:
+                problems.append(e)
     if section == "ai":
         for var, key in (("OPENAI_API_KEY", "api_key"), ("OPENAI_BASE_URL", "base_url")):
             if env.get(var) and f"CWALLD_AI_{key.upper()}" not in env:
@@ -334,13 +361,14 @@ def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.M
         table["url"] = f"redis://{auth}{host}:{port}/0"
 
 
-def _check_env_names(env: typing.Mapping[str, str]) -> None:
+def _check_env_names(env: typing.Mapping[str, str], problems: list[ConfigError]) -> None:
     """A ``CWALLD_*`` variable that names no key is a mistake (a typo would otherwise be silent)."""
     known = {"CWALLD_CONFIG"} | {f"CWALLD_{name}_{f.name}".upper() for name, section in SECTIONS.items()
                                  for f in dataclasses.fields(_class(section.type))}
     for var in sorted(env):
         if var.startswith("CWALLD_") and var not in known:
-            raise ConfigError("environment", var, "unknown setting (CWALLD_<SECTION>_<KEY>, e.g. CWALLD_SERVER_PORT)")
+            problems.append(ConfigError("environment", var,
+                                        "unknown setting (CWALLD_<SECTION>_<KEY>, e.g. CWALLD_SERVER_PORT)"))
 
 
 def _class(cls_name: Any) -> Any:
@@ -387,13 +415,13 @@ def _categories(value: Any, source: str) -> list[Category]:
     return out
 
 
-def _check(cfg: Config) -> None:
+def _check(cfg: Config, problems: list[ConfigError]) -> None:
     """Values that have the right type but cannot work."""
     s = cfg.source
 
     def need(ok: bool, key: str, problem: str) -> None:
         if not ok:
-            raise ConfigError(s, key, problem)
+            problems.append(ConfigError(s, key, problem))
 
     need(1 <= cfg.server.port <= 65535, "server.port", "must be between 1 and 65535")
     need(cfg.server.max_body_bytes >= 1024, "server.max_body_bytes", "must be at least 1024")

@@ -122,3 +122,21 @@ def test_values_are_shown_as_they_are_written_in_toml() -> None:
     with pytest.raises(ConfigError) as e:
         config.build({"queue": {"concurrency": [1, "2"]}}, "my.toml")
     assert str(e.value).endswith('must be an integer, not [1, "2"]')
+
+
+def test_every_config_error_is_reported_at_once(tmp_path: Path) -> None:
+    """Config errors stopped at the first one: fix, run, fix, run."""
+    with pytest.raises(ConfigError) as e:
+        config.build({"server": {"port": 0, "prot": 1}, "queue": {"retries": "3"}, "serverr": {},
+                      "ai": {"crisis_message": {"en": ""}}}, "my.toml",
+                     env={"CWALLD_LOG_LEVL": "x", "CWALLD_CACHE_FEED_TTL": "soon"})
+    assert [p.key for p in e.value.problems] == [
+        "CWALLD_LOG_LEVL", "serverr", "server.prot", "queue.retries", "CWALLD_CACHE_FEED_TTL",
+        "server.port", "ai.crisis_message.en"]
+    assert str(e.value).splitlines()[0] == "environment: CWALLD_LOG_LEVL: unknown setting (CWALLD_<SECTION>_<KEY>, e.g. CWALLD_SERVER_PORT)"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[queue]\nretries = -1\njob_timeout = -2.0\n')
+    r = cwalld("check", "-c", str(bad))
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"cwalld: config error: {bad}: queue.job_timeout: must be greater than 0",
+        f"cwalld: config error: {bad}: queue.retries: must be 0 or more"]
