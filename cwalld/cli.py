@@ -33,7 +33,8 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cwalld", description="Confession Wall daemon")
     p.add_argument("--version", action="version", version=f"cwalld {__version__}")
-    p.add_argument("-c", "--config", help="TOML config file (default: $CWALLD_CONFIG, else built-in defaults)")
+    p.add_argument("-c", "--config", help=f"TOML config file (default: $CWALLD_CONFIG, else {configmod.DEFAULT_PATH} "
+                                          "when it exists, else built-in defaults)")
     sub = p.add_subparsers(dest="command")
     for name, text in (("serve", "run the daemon (the default)"), ("check", "check config, database, Redis and AI")):
         sp = sub.add_parser(name, help=text)

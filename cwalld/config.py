@@ -235,10 +235,16 @@ class Config:
 SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("categories", "source")}
 
 
-def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, str] | None = None) -> Config:
-    """Load ``path`` (else ``$CWALLD_CONFIG``, else defaults) and apply env overrides."""
+DEFAULT_PATH = "/etc/cwalld/config.toml"
+
+
+def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, str] | None = None,
+         default: str = DEFAULT_PATH) -> Config:
+    """Load ``path``, else ``$CWALLD_CONFIG``, else ``default`` when it exists (the service's
+    file, so ``sudo cwalld check`` on the server sees what the service sees), else the built-in
+    defaults; then apply env overrides."""
     env = os.environ if env is None else env
-    path = path or env.get("CWALLD_CONFIG") or None
+    path = path or env.get("CWALLD_CONFIG") or (default if os.path.exists(default) else None)
     raw: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:

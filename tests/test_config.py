@@ -140,3 +140,21 @@ def test_every_config_error_is_reported_at_once(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.splitlines() == [
         f"cwalld: config error: {bad}: queue.job_timeout: must be greater than 0",
         f"cwalld: config error: {bad}: queue.retries: must be 0 or more"]
+
+
+def test_without_c_the_servers_config_file_is_read_when_it_exists(tmp_path: Path) -> None:
+    """`sudo cwalld check` on the server checked ./data/cwall.db, not the service's database."""
+    etc = tmp_path / "config.toml"
+    assert config.load(None, env={}, default=str(etc)).source == "<defaults>"  # absent: defaults
+    etc.write_text('[storage]\npath = "/var/lib/cwalld/cwall.db"\n')
+    assert config.load(None, env={}, default=str(etc)).storage.path == "/var/lib/cwalld/cwall.db"
+    assert config.load(None, env={"CWALLD_CONFIG": str(ROOT / "config.toml.example")},
+                       default=str(etc)).storage.path == "./data/cwall.db"
+    assert config.DEFAULT_PATH == "/etc/cwalld/config.toml"
+    assert "/etc/cwalld/config.toml" in " ".join(cwalld("--help").stdout.split())
+
+
+def test_the_unit_passes_the_config_file_and_sets_no_paths() -> None:
+    unit = (ROOT / "systemd" / "cwalld.service").read_text()
+    assert "ExecStart=/usr/bin/cwalld serve -c /etc/cwalld/config.toml" in unit
+    assert [line for line in unit.splitlines() if line.startswith("Environment=")] == []

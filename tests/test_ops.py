@@ -248,7 +248,7 @@ def test_systemd_unit_verifies_and_scores_at_most_2(tmp_path: Path) -> None:
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "ExecReload=" in unit
     # verify wants ExecStart to exist: point it at this checkout's entry point
     local = tmp_path / "cwalld.service"
-    local.write_text(unit.replace("/usr/local/bin/cwalld", str(Path(sys.executable).parent / "cwalld")))
+    local.write_text(unit.replace("/usr/bin/cwalld", str(Path(sys.executable).parent / "cwalld")))
     r = subprocess.run([binary, "verify", str(local)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run([binary, "security", "--offline=true", str(ROOT / "systemd" / "cwalld.service")],
@@ -284,7 +284,7 @@ def test_reload_checks_the_config_first(tmp_path: Path) -> None:
     """`systemctl reload` with a broken config reported success; only a JSON line said it failed."""
     unit = (ROOT / "systemd" / "cwalld.service").read_text()
     reloads = [line for line in unit.splitlines() if line.startswith("ExecReload=")]
-    assert reloads == ["ExecReload=/usr/local/bin/cwalld check --config-only -c /etc/cwalld/config.toml",
+    assert reloads == ["ExecReload=/usr/bin/cwalld check --config-only -c /etc/cwalld/config.toml",
                        "ExecReload=/bin/kill -HUP $MAINPID"]  # systemd runs them in order; a failure stops it
     broken, fine = tmp_path / "broken.toml", tmp_path / "fine.toml"
     broken.write_text("[queue]\njob_timeout = -1\n")
