@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from collections.abc import Awaitable, Callable
@@ -148,6 +149,12 @@ async def check(cfg: Config) -> int:
         print(f"{name:<8} {state:<9} {detail}".rstrip())
 
     line("config", "ok", cfg.source)
+    exposed = configmod.exposed_secrets(cfg)
+    for path, key in exposed:
+        mode = oct(os.stat(path).st_mode & 0o777)[2:].zfill(4)
+        line("secrets", "WARNING", f"{path} ({mode}) holds {key} and every user can read it: chmod 600 {path}")
+    if not exposed:
+        line("secrets", "ok", "none in a file every user can read")
     storage = SQLiteStorage(cfg.storage.path)
     try:
         await storage.open()

@@ -70,6 +70,7 @@ class Storage:
 @dataclass(frozen=True)
 class Redis:
     url: str = ""
+    password_file: str = ""
     prefix: str = "cwall:"
 
 
@@ -115,6 +116,7 @@ class FallbackReplies:
 @dataclass(frozen=True)
 class AI:
     api_key: str = ""
+    api_key_file: str = ""
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4o-mini"
     request_timeout: float = 5.0
@@ -277,6 +279,7 @@ def build(raw: dict[str, Any], source: str = "<dict>", env: typing.Mapping[str, 
         table = dict(table)
         _apply_env(name, f.type, table, env, problems)
         sections[name] = _section(f.type, table, name, source, problems)
+    _read_secrets(sections, env, source, problems)
     try:
         sections["categories"] = _categories(raw.get("categories"), source)
     except ConfigError as e:
@@ -365,6 +368,85 @@ def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.M
         password = env.get("REDIS_PASSWORD")
         auth = f":{quote(password, safe='')}@" if password else ""
         table["url"] = f"redis://{auth}{host}:{port}/0"
+
+
+def _read_secrets(sections: dict[str, Any], env: typing.Mapping[str, str], source: str,
+                  problems: list[ConfigError]) -> None:
+    """``ai.api_key_file`` and ``redis.password_file``: secrets kept out of the config file, in
+    files only root (or the service, through systemd's LoadCredential=) can read."""
+    ai, redis = sections["ai"], sections["redis"]
+    try:
+        if ai.api_key_file:
+            if ai.api_key:
+                raise ConfigError(source, "ai.api_key_file", "set ai.api_key or ai.api_key_file, not both")
+            sections["ai"] = dataclasses.replace(ai, api_key=_read_secret(ai.api_key_file, "ai.api_key_file", source, env))
+    except ConfigError as e:
+        problems.append(e)
+    try:
+        if redis.password_file:
+            if not redis.url:
+                raise ConfigError(source, "redis.password_file", "needs redis.url (the server to use it with)")
+            if _has_password(redis.url):
+                raise ConfigError(source, "redis.password_file", "redis.url has a password already")
+            password = quote(_read_secret(redis.password_file, "redis.password_file", source, env), safe="")
+            sections["redis"] = dataclasses.replace(redis, url=_with_password(redis.url, password))
+    except ConfigError as e:
+        problems.append(e)
+
+
+def _read_secret(path: str, key: str, source: str, env: typing.Mapping[str, str]) -> str:
+    """The text of ``path``, trimmed. Under systemd the service user cannot read the 0600
+    original: ``LoadCredential=<file name>:<path>`` puts a copy in ``$CREDENTIALS_DIRECTORY``,
+    found by the file's name."""
+    where = Path(path)
+    if env.get("CREDENTIALS_DIRECTORY") and (Path(env["CREDENTIALS_DIRECTORY"]) / where.name).is_file():
+        where = Path(env["CREDENTIALS_DIRECTORY"]) / where.name
+    try:
+        text = where.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(source, key, f"cannot read {where}: {getattr(e, 'strerror', None) or e}") from None
+    if not text:
+        raise ConfigError(source, key, f"{where} is empty")
+    return text
+
+
+def _has_password(url: str) -> bool:
+    return ":" in url.partition("://")[2].rpartition("@")[0] or "password=" in url
+
+
+def _with_password(url: str, password: str) -> str:
+    """``url`` with the (quoted) password put where redis-py reads it."""
+    scheme, sep, rest = url.partition("://")
+    if scheme == "unix":
+        return f"{url}{'&' if '?' in url else '?'}password={password}"
+    userinfo, _, hostport = rest.rpartition("@")
+    return f"{scheme}{sep}{userinfo}:{password}@{hostport}"
+
+
+SECRETS = ("ai.api_key", "redis.url", "server.metrics_token")
+
+
+def exposed_secrets(cfg: Config) -> list[tuple[str, str]]:
+    """``(file, key)`` for each secret of ``cfg`` in a file every user may read: the config file
+    itself, or a ``*_file`` (``cwalld check`` warns)."""
+    def world_readable(path: str) -> bool:
+        try:
+            return bool(os.stat(path).st_mode & 0o004)
+        except OSError:
+            return False
+
+    out = []
+    if cfg.source != "<defaults>" and world_readable(cfg.source):
+        raw = tomllib.loads(Path(cfg.source).read_text(encoding="utf-8"))
+        for key in SECRETS:
+            section, name = key.split(".")
+            value = raw.get(section, {}).get(name)
+            if value and (key != "redis.url" or _has_password(str(value))):
+                out.append((cfg.source, key))
+    for path, key in ((cfg.ai.api_key_file, "ai.api_key"), (cfg.redis.password_file, "redis.password")):
+        if path and world_readable(path):
+            out.append((path, key))
+    return out
 
 
 def _check_env_names(env: typing.Mapping[str, str], problems: list[ConfigError]) -> None:

@@ -158,3 +158,56 @@ def test_the_unit_passes_the_config_file_and_sets_no_paths() -> None:
     unit = (ROOT / "systemd" / "cwalld.service").read_text()
     assert "ExecStart=/usr/bin/cwalld serve -c /etc/cwalld/config.toml" in unit
     assert [line for line in unit.splitlines() if line.startswith("Environment=")] == []
+
+
+def test_secrets_are_read_from_their_own_files(tmp_path: Path) -> None:
+    """The README had the API key written into a 0644 config file."""
+    key, password = tmp_path / "ai-api-key", tmp_path / "redis-password"
+    key.write_text("sk-from-file\n")
+    password.write_text("p@ss/word\n")
+    cfg = config.build({"ai": {"api_key_file": str(key)},
+                        "redis": {"url": "redis://10.0.0.5:6379/0", "password_file": str(password)}}, env={})
+    assert cfg.ai.api_key == "sk-from-file" and cfg.redis.url == "redis://:p%40ss%2Fword@10.0.0.5:6379/0"
+    # under systemd, LoadCredential= puts a copy the service user can read in $CREDENTIALS_DIRECTORY
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "ai-api-key").write_text("sk-credential")
+    cfg = config.build({"ai": {"api_key_file": str(key)}}, env={"CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.ai.api_key == "sk-credential"
+
+
+@pytest.mark.parametrize("raw, key, problem", [
+    ({"ai": {"api_key_file": "/nonexistent/ai-api-key"}}, "ai.api_key_file", "cannot read /nonexistent/ai-api-key"),
+    ({"ai": {"api_key": "sk-x", "api_key_file": "K"}}, "ai.api_key_file", "set ai.api_key or ai.api_key_file, not both"),
+    ({"redis": {"password_file": "P"}}, "redis.password_file", "needs redis.url"),
+    ({"redis": {"url": "redis://:x@h:6379/0", "password_file": "P"}}, "redis.password_file",
+     "redis.url has a password already"),
+])
+def test_secret_file_mistakes_name_the_key(tmp_path: Path, raw: dict, key: str, problem: str) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError) as e:
+        config.build(raw, "my.toml", env={})
+    assert e.value.key == key and problem in e.value.problem
+    with pytest.raises(ConfigError, match="ai.api_key_file: .* is empty"):
+        config.build({"ai": {"api_key_file": str(empty)}}, env={})
+
+
+def test_check_warns_when_others_can_read_a_secret(tmp_path: Path) -> None:
+    key = tmp_path / "ai-api-key"
+    key.write_text("sk-x")
+    key.chmod(0o644)
+    inline = tmp_path / "inline.toml"
+    inline.write_text(f'[storage]\npath = "{tmp_path / "db"}"\n[ai]\napi_key = "sk-inline"\nbase_url = "http://127.0.0.1:9/v1"\n')
+    inline.chmod(0o644)
+    r = cwalld("check", "-c", str(inline))
+    assert f"secrets  WARNING   {inline} (0644) holds ai.api_key and every user can read it" in r.stdout, r.stdout
+    from_file = tmp_path / "file.toml"
+    from_file.write_text(f'[storage]\npath = "{tmp_path / "db"}"\n[ai]\napi_key_file = "{key}"\n'
+                         'base_url = "http://127.0.0.1:9/v1"\n')
+    r = cwalld("check", "-c", str(from_file))
+    assert f"secrets  WARNING   {key} (0644) holds ai.api_key and every user can read it" in r.stdout, r.stdout
+    key.chmod(0o600)
+    inline.chmod(0o600)
+    for c in (inline, from_file):
+        assert "secrets  ok" in cwalld("check", "-c", str(c)).stdout

@@ -16,7 +16,7 @@ from cwalld.config import Config
 from tests.conftest import Api
 
 CHANGED_TEXT = {
-    "ai.api_key": "another-key", "ai.base_url": None, "ai.model": "another-model", "ai.language": "en",
+    "ai.api_key": "another-key", "ai.api_key_file": "", "ai.base_url": None, "ai.model": "another-model", "ai.language": "en",
     "ai.moderation_model": "another-moderation", "ai.crisis_message": "Yardım hattı: 182.",
     "ai.fallback_replies": ["Bir yedek yanıt daha."],
     "log.level": "debug", "log.format": "json", "server.metrics_token": "s3cret",
@@ -84,6 +84,9 @@ async def test_every_reloadable_key_takes_effect_while_jobs_run(tmp_path: Path, 
             new.setdefault(section, {})[f.name] = changed(key, getattr(getattr(daemon.config, section), f.name),
                                                           fake_ai.url)
     new["ai"]["base_url"] = fake_ai.url  # the same fake AI, reached by a new client
+    (tmp_path / "ai-api-key").write_text("another-key-from-a-file\n")  # a key file is read again
+    new["ai"]["api_key_file"] = str(tmp_path / "ai-api-key")
+    del new["ai"]["api_key"]
 
     token = await api.register()
     fake_ai.latency = 0.3  # jobs are in flight when the reload comes

@@ -60,7 +60,7 @@ class Unavailable(Exception):
 
 class Cache:
     # The backend is chosen and sized at start; TTLs are the views' and reload.
-    RESTART_KEYS = ("cache.enabled", "cache.max_entries", "cache.max_bytes", "redis.url", "redis.prefix")
+    RESTART_KEYS = ("cache.enabled", "cache.max_entries", "cache.max_bytes", "redis.url", "redis.password_file", "redis.prefix")
 
     def __init__(self, backend: CacheBackend | None, enabled: bool = True) -> None:
         self.backend = backend if enabled else None

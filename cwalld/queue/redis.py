@@ -198,7 +198,7 @@ class Outage:
 
 class RedisQueue:
     # Read once: the consumer pool is sized and the connections made at start.
-    RESTART_KEYS = ("queue.concurrency", "redis.url", "redis.prefix")
+    RESTART_KEYS = ("queue.concurrency", "redis.url", "redis.password_file", "redis.prefix")
 
     def __init__(self, settings: QueueSettings, url: str, prefix: str = "cwall:") -> None:
         self.settings = settings
