@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 async def check(cfg: Config) -> int:
     """One line per component; exit 1 if any is not usable."""
     from cwalld.ai import AI
-    from cwalld.storage.sqlite import SQLiteStorage
+    from cwalld.storage.sqlite import inspect
 
     ok = True
 
@@ -155,16 +155,15 @@ async def check(cfg: Config) -> int:
         line("secrets", "WARNING", f"{path} ({mode}) holds {key} and every user can read it: chmod 600 {path}")
     if not exposed:
         line("secrets", "ok", "none in a file every user can read")
-    storage = SQLiteStorage(cfg.storage.path)
-    try:
-        await storage.open()
-        await storage.ping()
-        line("storage", "ok", cfg.storage.path)
+    try:  # read-only: check never creates or changes a file
+        schema = inspect(cfg.storage.path)
+        if schema is None:
+            line("storage", "new", f"{cfg.storage.path}: not created yet (the first start creates it)")
+        else:
+            line("storage", "ok", f"{cfg.storage.path} ({schema})")
     except Exception as e:  # noqa: BLE001
         ok = False
         line("storage", "FAILED", f"{cfg.storage.path}: {e}")
-    finally:
-        await storage.close()
     async def probe(name: str, detail: str, ping: Awaitable[object], close: Callable[[], Awaitable[object]]) -> bool:
         try:
             await ping

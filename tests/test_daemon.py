@@ -84,16 +84,28 @@ async def test_kill_9_mid_job_then_restart_publishes_every_confession(tmp_path: 
     assert d2.kill(signal.SIGTERM) == 0
 
 
-def test_check_and_user_create(tmp_path: Path) -> None:
+def files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_check_never_creates_or_changes_a_file_and_user_create(tmp_path: Path) -> None:
+    """`check` created ./data/cwall.db (and its folder) where it was run."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[storage]\npath = "{tmp_path / "db.sqlite"}"\n')
-    r = cwalld("check", "-c", str(cfg))
+    cfg.write_text(f'[storage]\npath = "{tmp_path / "data" / "db.sqlite"}"\n')
+    before = files(tmp_path)
+    r = cwalld("check", "-c", str(cfg), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [["config", "ok"], ["storage", "ok"], ["redis", "disabled"],
-                                                    ["ai", "disabled"]]
+    assert [line.split()[:2] for line in lines] == [["config", "ok"], ["secrets", "ok"], ["storage", "new"],
+                                                    ["redis", "disabled"], ["ai", "disabled"]]
+    assert "not created yet" in lines[2] and files(tmp_path) == before
     r = cwalld("user", "create", "admin_ali", "--admin", "--password-stdin", "-c", str(cfg), input="correct horse\n")
     assert r.returncode == 0 and "created user admin_ali" in r.stdout and "admin" in r.stdout
+    before = files(tmp_path)
+    r = cwalld("check", "-c", str(cfg), cwd=tmp_path)
+    storage = r.stdout.splitlines()[2]
+    assert r.returncode == 0 and storage.split()[:2] == ["storage", "ok"] and "schema 4" in storage, r.stdout
+    assert files(tmp_path) == before  # no -wal, no -shm, nothing written
     r = cwalld("user", "create", "admin_ali", "--password-stdin", "-c", str(cfg), input="correct horse\n")
     assert r.returncode == 1 and "taken" in r.stderr
     r = cwalld("user", "create", "x", "--password-stdin", "-c", str(cfg), input="short\n")
@@ -109,7 +121,7 @@ def test_check_reports_an_unreachable_ai_and_redis(tmp_path: Path) -> None:
     r = cwalld("check", env=env)
     assert r.returncode == 1
     states = {line.split()[0]: line.split()[1] for line in r.stdout.splitlines()}
-    assert states == {"config": "ok", "storage": "ok", "redis": "FAILED", "ai": "FAILED"}
+    assert states == {"config": "ok", "secrets": "ok", "storage": "new", "redis": "FAILED", "ai": "FAILED"}
 
 
 async def test_check_pings_a_live_ai(tmp_path: Path, fake_ai: Any) -> None:

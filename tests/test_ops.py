@@ -271,7 +271,7 @@ def test_single_file_build_runs_version_and_check(tmp_path: Path) -> None:
     cfg.write_text(f'[storage]\npath = "{tmp_path / "db.sqlite"}"\n')
     r = subprocess.run([str(out), "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")})
-    assert r.returncode == 0 and "storage  ok" in r.stdout, r.stderr
+    assert r.returncode == 0 and "storage  new" in r.stdout, r.stderr
 
 
 @pytest.fixture

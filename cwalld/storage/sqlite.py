@@ -16,6 +16,7 @@ import sqlite3
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cwalld.config import Config
 from cwalld.domain import (
@@ -49,15 +50,16 @@ def _user(r: Any, badges: list[Badge] | None = None) -> User:
     return User(id=r[0], username=r[1], name=r[2], image=r[3], is_admin=bool(r[4]), created_at=r[5], badges=badges or [])
 
 
+def _migrations() -> list[tuple[int, Any]]:
+    """``(version, file)`` for each migrations/NNNN_*.sql, in order."""
+    files = (f for f in resources.files("cwalld.storage").joinpath("migrations").iterdir() if f.name.endswith(".sql"))
+    return sorted(((int(f.name.split("_", 1)[0]), f) for f in files), key=lambda vf: vf[0])
+
+
 def _migrate(c: sqlite3.Connection) -> None:
     """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
     c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
-    files = sorted(
-        (f for f in resources.files("cwalld.storage").joinpath("migrations").iterdir() if f.name.endswith(".sql")),
-        key=lambda f: f.name,
-    )
-    for f in files:
-        version = int(f.name.split("_", 1)[0])
+    for version, f in _migrations():
         if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
             continue
         script = f.read_text(encoding="utf-8")
@@ -70,6 +72,25 @@ def _migrate(c: sqlite3.Connection) -> None:
                 c.execute("ROLLBACK")
             if not c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                 raise
+
+
+def inspect(path: str) -> str | None:
+    """The database's schema, said for ``cwalld check`` without creating or changing a file;
+    None when there is no database yet. A read-only open of a WAL database leaves -wal and -shm
+    files behind, so with none beside it (no daemon has it open) the file is read immutable."""
+    db = Path(path)
+    if not db.exists():
+        return None
+    live = Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists()
+    c = sqlite3.connect(f"file:{quote(str(db.resolve()))}?{'mode=ro' if live else 'immutable=1'}", uri=True)
+    try:
+        applied = {v for (v,) in c.execute("SELECT version FROM schema_migrations")}
+    except sqlite3.OperationalError as e:
+        raise sqlite3.DatabaseError(f"not a cwalld database ({e})") from None
+    finally:
+        c.close()
+    todo = [v for v, _ in _migrations() if v not in applied]
+    return f"schema {max(applied, default=0)}" + (f"; {len(todo)} migrations to apply at the next start" if todo else "")
 
 
 def private(db: Path) -> None:
