@@ -116,7 +116,7 @@ def build(config: Config) -> web.Application:
                 await wall.jobs.requeue_pending()
             except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
                 log.warning("requeue_failed", error=str(e))
-            await scheduler.start()
+            await scheduler.start(catch_up=not storage.created)  # a new database missed no tick
             started.push_async_callback(scheduler.stop)
             try:
                 operator = await control.start(control.create(wall, scheduler), config.server.socket)

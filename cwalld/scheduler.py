@@ -4,7 +4,8 @@ Why no Redis lock: a tick is claimed by inserting ``(job, scheduled time)`` into
 under a UNIQUE constraint, in the database every process already shares. Exactly one insert
 wins, whatever the processes, with or without Redis, and the row then records the run's start,
 end, result and error. At start each job claims its latest past tick: if no run holds it, the
-daemon was down then, and it runs once now — one catch-up, never a storm.
+daemon was down then, and it runs once now — one catch-up, never a storm. A fresh database
+missed nothing, and a reload neither: they start with no catch-up.
 
 A run is a task of its own, apart from the loop that waits for the next tick: a reload replaces
 the loops and never cancels a run (new schedules apply after it ends). A claim whose run died
@@ -57,10 +58,20 @@ class Scheduler:
         self.tz = ZoneInfo(timezone)
         self.claim_timeout = claim_timeout
         self._loops: list[asyncio.Task[None]] = []
+        self._starting: set[str] = set()  # jobs whose start-up catch-up has not ended
         self._runs: dict[str, asyncio.Task[dict[str, Any] | None]] = {}  # the running tick of each job
 
-    async def start(self) -> None:
-        self._loops = [asyncio.create_task(self._loop(job), name=f"job-{job.name}") for job in self.jobs.values()]
+    async def start(self, catch_up: bool = True) -> None:
+        """Start each job's loop; with ``catch_up`` it first runs the job's latest past tick
+        unless a run holds it (the daemon was down then)."""
+        self._starting = set(self.jobs) if catch_up else set()
+        self._loops = [asyncio.create_task(self._loop(job, catch_up), name=f"job-{job.name}")
+                       for job in self.jobs.values()]
+
+    @property
+    def caught_up(self) -> bool:
+        """Every start-up catch-up run has ended (or there were none)."""
+        return not self._starting
 
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop the loops; give running jobs ``grace``, then cut them short (their ticks are
@@ -85,7 +96,7 @@ class Scheduler:
         self.jobs, self.tz = {j.name: j for j in jobs}, ZoneInfo(timezone)
         if claim_timeout is not None:
             self.claim_timeout = claim_timeout
-        await self.start()
+        await self.start(catch_up=False)
 
     @property
     def running(self) -> bool:
@@ -98,8 +109,12 @@ class Scheduler:
     def last_tick(self, job: Job) -> str:
         return _iso(croniter(job.schedule, datetime.now(self.tz)).get_prev(datetime))
 
-    async def _loop(self, job: Job) -> None:
-        await self._tick(job, self.last_tick(job))  # runs only if that tick has no live run
+    async def _loop(self, job: Job, catch_up: bool) -> None:
+        if catch_up:
+            try:
+                await self._tick(job, self.last_tick(job))  # runs only if that tick has no live run
+            finally:
+                self._starting.discard(job.name)
         ticks = croniter(job.schedule, datetime.now(self.tz))
         while True:
             due: datetime = ticks.get_next(datetime)

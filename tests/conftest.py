@@ -215,12 +215,9 @@ class Api:
     async def settled(self, timeout: float = 5.0) -> None:
         """Wait for the scheduler's start-up catch-up runs (popular bumps the feed caches)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            jobs = await self.c.app[SCHEDULER].describe()
-            if all(j["last_run"] and j["last_run"]["finished_at"] for j in jobs):
-                return
+        while not self.c.app[SCHEDULER].caught_up:
+            assert time.monotonic() < deadline, f"start-up jobs not finished after {timeout}s"
             await asyncio.sleep(0.02)
-        raise AssertionError(f"start-up jobs not finished after {timeout}s: {jobs}")
 
     async def wait_status(self, cid: int, token: str, status: str = "published", timeout: float = 5.0) -> dict[str, Any]:
         """Wait until the confession has ``status`` and its job has ended: the job commits the

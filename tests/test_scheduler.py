@@ -136,3 +136,16 @@ async def test_recovery_job_queues_lost_confessions(tmp_path: Path, fake_ai: Any
     assert (await api.confession(c.id, token))["status"] == "pending"
     assert await api.c.app[SCHEDULER].run_now("recovery") == {"queued": 1}
     await api.wait_status(c.id, token)
+
+
+async def test_a_fresh_database_runs_no_catch_up_jobs(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    """A fresh database ran all four scheduled jobs at its first start; a restart still catches up."""
+    cfg = test_config(tmp_path, fake_ai.url)
+    client = await make_client(cfg)
+    await Api(client).settled()
+    await asyncio.sleep(0.3)
+    assert [j["last_run"] for j in await client.app[SCHEDULER].describe()] == [None] * 4
+    await client.close()
+    client = await make_client(cfg)  # the same database, started again: the missed ticks run once
+    await Api(client).settled()
+    assert all(j["last_run"]["finished_at"] for j in await client.app[SCHEDULER].describe())

@@ -93,12 +93,15 @@ def inspect(path: str) -> str | None:
     return f"schema {max(applied, default=0)}" + (f"; {len(todo)} migrations to apply at the next start" if todo else "")
 
 
-def private(db: Path) -> None:
-    """Create the database's folder (0700) and file (0600) if they are new: they hold password
-    hashes and who wrote what. SQLite gives its -wal and -shm files the database's mode."""
+def private(db: Path) -> bool:
+    """Create the database's folder (0700) and file (0600) if they are new (True if the file
+    is): they hold password hashes and who wrote what. SQLite gives its -wal and -shm files the
+    database's mode."""
     db.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if not db.exists():
-        os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+    if db.exists():
+        return False
+    os.close(os.open(db, os.O_CREAT | os.O_WRONLY, 0o600))
+    return True
 
 
 def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
@@ -115,10 +118,10 @@ class SQLiteStorage:
         self._slow_query_ms = slow_query_ms
         self._w: SQLiteThread | None = None
         self._r: SQLiteThread | None = None
+        self.created = False
 
     async def open(self) -> None:
-        if self.path != ":memory:":
-            private(Path(self.path))
+        self.created = self.path == ":memory:" or private(Path(self.path))
         pragmas = ["journal_mode=WAL", "foreign_keys=ON", "busy_timeout=10000", f"synchronous={self.synchronous}"]
         self._w = SQLiteThread(self.path, pragmas, self._slow_query_ms, grouped=True, name="sqlite-writer")
         try:
