@@ -3,14 +3,22 @@ PY ?= python3
 VENV ?= .venv
 OUT ?= dist/cwalld
 
+BUILD ?= build
+
 .PHONY: dist bench chaos
 
-# dist/cwalld: one executable file (a shiv zipapp) holding cwalld and its dependencies, run by
-# the system python3 (3.11+). It unpacks itself under ~/.shiv, or $SHIV_ROOT, on first start.
+# dist/cwalld: one executable file (PyInstaller) holding the Python interpreter, cwalld and its
+# dependencies; it needs no Python on the machine, only glibc 2.36+ (Debian 12+) and zlib, and
+# unpacks itself under $$TMPDIR at each start. dist/config.toml: the example with the service's
+# paths, the one source of them (the unit sets none).
 dist:
-	test -x $(VENV)/bin/shiv || ($(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q shiv)
-	mkdir -p $(dir $(OUT))
-	$(VENV)/bin/shiv -q -c cwalld -o $(OUT) -p '/usr/bin/env python3' --compressed .
+	test -x $(VENV)/bin/pyinstaller || ($(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dist]')
+	$(VENV)/bin/pyinstaller --onefile --strip --noconfirm --log-level ERROR --name $(notdir $(OUT)) \
+	  --distpath $(dir $(OUT)) --workpath $(BUILD)/pyinstaller --specpath $(BUILD) \
+	  --collect-data cwalld --collect-submodules cwalld --collect-data tzdata cwalld/__main__.py
+	sed -e 's|^path = "./data/cwall.db"  |path = "/var/lib/cwalld/cwall.db"|' \
+	    -e 's|^control_socket = ""        |control_socket = "/run/cwalld/control.sock"|' \
+	    config.toml.example > $(dir $(OUT))config.toml
 
 # The chaos suite: faults against real daemons under load; a table of lost/duplicated/5xx.
 chaos:

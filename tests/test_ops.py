@@ -259,21 +259,6 @@ def test_systemd_unit_verifies_and_scores_at_most_2(tmp_path: Path) -> None:
     assert score <= 2.0
 
 
-def test_single_file_build_runs_version_and_check(tmp_path: Path) -> None:
-    out = tmp_path / "cwalld"
-    subprocess.run(["make", "-s", "dist", f"OUT={out}", f"VENV={Path(sys.executable).parent.parent}"], cwd=ROOT,
-                   check=True, capture_output=True, timeout=600)
-    python = shutil.which("python3", path="/usr/bin") or "python3"  # the system python3
-    r = subprocess.run([python, str(out), "--version"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")})
-    assert r.returncode == 0 and r.stdout.startswith("cwalld "), r.stderr
-    cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[storage]\npath = "{tmp_path / "db.sqlite"}"\n')
-    r = subprocess.run([str(out), "check", "-c", str(cfg)], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "SHIV_ROOT": str(tmp_path / "shiv")})
-    assert r.returncode == 0 and "storage  new" in r.stdout, r.stderr
-
-
 @pytest.fixture
 async def api(tmp_path: Path, fake_ai: Any, make_client: Any) -> Api:
     return Api(await make_client(test_config(tmp_path, fake_ai.url)))

@@ -1,0 +1,92 @@
+"""The single executable (`make dist`) and the Debian package (`make deb`), built and run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, free_port
+
+GLIBC = ["libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libutil.so.1", "libresolv.so.2"]
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``make dist`` once for this module: dist/cwalld and dist/config.toml."""
+    out = tmp_path_factory.mktemp("dist") / "cwalld"
+    subprocess.run(["make", "-s", "dist", f"OUT={out}", f"BUILD={out.parent / 'build'}",
+                    f"VENV={Path(sys.executable).parent.parent}"], cwd=ROOT, check=True, capture_output=True, timeout=900)
+    return out.parent
+
+
+def bare_root(folder: Path, executable: Path) -> Path:
+    """A root file system holding the executable, glibc and zlib, and nothing else: no Python,
+    no /usr, no shell (what a new Debian 12 minus everything the executable must not need)."""
+    (folder / "tmp").mkdir(parents=True)
+    (folder / "tmp").chmod(0o1777)
+    for sub in ("bin", "lib64", "lib/x86_64-linux-gnu", "srv"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    shutil.copy(executable, folder / "bin" / "cwalld")
+    shutil.copy("/lib64/ld-linux-x86-64.so.2", folder / "lib64")
+    for lib in [*GLIBC, "libz.so.1"]:
+        shutil.copy(f"/lib/x86_64-linux-gnu/{lib}", folder / "lib/x86_64-linux-gnu")
+    return folder
+
+
+def test_the_executable_needs_no_python(dist: Path, tmp_path: Path) -> None:
+    """dist/cwalld (a shiv zipapp) ran only on the Python minor it was built with: on 3.12 `serve`
+    died with `No module named 'orjson.orjson'`. Now --version, check and serve run in a root
+    with no python3 at all, nor any other Python file."""
+    assert os.geteuid() == 0, "chroot needs root (CI runs as root)"
+    root = bare_root(tmp_path / "root", dist / "cwalld")
+    assert not [p for p in root.rglob("*python*")]
+    chroot = shutil.which("chroot") or "/usr/sbin/chroot"
+    (root / "srv" / "c.toml").write_text('[storage]\npath = "/srv/cwall.db"\n[server]\ncontrol_socket = "/srv/c.sock"\n')
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([chroot, str(root), "/bin/cwalld", *args], capture_output=True, text=True,
+                              timeout=60, env={"PATH": "/bin"})
+
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("cwalld "), r.stderr
+    r = run("check", "-c", "/srv/c.toml")
+    assert r.returncode == 0 and "storage  new" in r.stdout, r.stdout + r.stderr
+    port = free_port()
+    serve = subprocess.Popen([chroot, str(root), "/bin/cwalld", "serve", "-c", "/srv/c.toml"],
+                             env={"PATH": "/bin", "CWALLD_SERVER_PORT": str(port)},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as ready:
+                    assert ready.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and serve.poll() is None, "serve did not become ready"
+                time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/categories", timeout=5) as r2:
+            assert r2.status == 200
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        out = serve.communicate(timeout=30)[0]
+    assert serve.returncode == 0, out
+    assert (root / "srv" / "cwall.db").exists() and '"event":"stopped"' in out
+
+
+def test_dist_config_has_the_services_paths(dist: Path) -> None:
+    from cwalld import config
+
+    cfg = config.load(dist / "config.toml", env={})
+    assert cfg.storage.path == "/var/lib/cwalld/cwall.db" and cfg.server.control_socket == "/run/cwalld/control.sock"
+    example = config.load(ROOT / "config.toml.example", env={})
+    assert config.replace(cfg, storage={"path": example.storage.path},
+                          server={"control_socket": ""}).ai == example.ai  # the rest is the example's
