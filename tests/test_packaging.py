@@ -20,9 +20,9 @@ GLIBC = ["libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1"
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``make dist`` once for this module: dist/cwalld and dist/config.toml."""
+    """``make deb`` (which runs ``make dist``) once for this module: cwalld, config.toml, the .deb."""
     out = tmp_path_factory.mktemp("dist") / "cwalld"
-    subprocess.run(["make", "-s", "dist", f"OUT={out}", f"BUILD={out.parent / 'build'}",
+    subprocess.run(["make", "-s", "deb", f"OUT={out}", f"BUILD={out.parent / 'build'}",
                     f"VENV={Path(sys.executable).parent.parent}"], cwd=ROOT, check=True, capture_output=True, timeout=900)
     return out.parent
 
@@ -90,3 +90,55 @@ def test_dist_config_has_the_services_paths(dist: Path) -> None:
     example = config.load(ROOT / "config.toml.example", env={})
     assert config.replace(cfg, storage={"path": example.storage.path},
                           server={"control_socket": ""}).ai == example.ai  # the rest is the example's
+
+
+def dpkg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """dpkg on a throwaway root, its maintainer scripts run (chrootless, with DPKG_ROOT set)."""
+    r = subprocess.run(["dpkg", f"--root={root}", "--force-script-chrootless", "--force-depends", *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def test_the_deb_installs_enables_removes_keeping_data_and_purges(dist: Path, tmp_path: Path) -> None:
+    from cwalld import __version__, config
+
+    (deb,) = dist.glob("cwalld_*_amd64.deb")
+    assert deb.name == f"cwalld_{__version__}_amd64.deb"
+    info = subprocess.run(["dpkg-deb", "--info", str(deb)], capture_output=True, text=True, check=True).stdout
+    assert "Package: cwalld" in info and f"Version: {__version__}" in info and "Depends: libc6 (>= 2.36)" in info
+    for script in ("postinst", "prerm", "postrm", "conffiles"):
+        assert f" {script} " in info
+    contents = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True, check=True).stdout
+    files = {line.split()[-1] for line in contents.splitlines() if not line.startswith("d")}
+    assert files == {"./usr/bin/cwalld", "./usr/lib/systemd/system/cwalld.service", "./etc/cwalld/config.toml",
+                     "./usr/share/doc/cwalld/README"}
+    conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True, text=True).stdout
+    assert conffiles.split() == ["/etc/cwalld/config.toml"]
+
+    root = tmp_path / "root"
+    for sub in ("info", "updates", "triggers"):
+        (root / "var/lib/dpkg" / sub).mkdir(parents=True)
+    (root / "var/lib/dpkg/status").touch()
+    dpkg(root, "-i", str(deb))
+    assert "Status: install ok installed" in dpkg(root, "-s", "cwalld").stdout
+    wants = root / "etc/systemd/system/multi-user.target.wants/cwalld.service"
+    assert wants.is_symlink()  # enabled (started too, where systemd runs: not in a throwaway root)
+    cfg = config.load(root / "etc/cwalld/config.toml", env={})
+    assert cfg.storage.path == "/var/lib/cwalld/cwall.db" and cfg.server.socket == "/run/cwalld/control.sock"
+    r = subprocess.run([str(root / "usr/bin/cwalld"), "check", "--config-only", "-c", str(root / "etc/cwalld/config.toml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # what the service made: DynamicUser=yes keeps it in /var/lib/private/cwalld, /var/lib/cwalld links there
+    (root / "var/lib/private/cwalld").mkdir(parents=True)
+    (root / "var/lib/private/cwalld/cwall.db").write_text("the confessions")
+    (root / "var/lib/cwalld").symlink_to("private/cwalld")
+
+    dpkg(root, "-r", "cwalld")
+    assert not (root / "usr/bin/cwalld").exists() and not (root / "usr/lib/systemd/system/cwalld.service").exists()
+    assert (root / "var/lib/cwalld/cwall.db").read_text() == "the confessions"  # remove keeps the data
+    assert (root / "etc/cwalld/config.toml").exists()  # and the config
+
+    dpkg(root, "-P", "cwalld")
+    assert not (root / "var/lib/private/cwalld").exists() and not (root / "var/lib/cwalld").is_symlink()
+    assert not (root / "etc/cwalld/config.toml").exists() and not wants.is_symlink()
