@@ -31,3 +31,24 @@ async def test_try_it_works_pasted_as_one_block(tmp_path: Path, daemons: Any) ->
     assert r.returncode == 0, r.stderr
     (first, *_) = json.loads(r.stdout.splitlines()[-1])["items"]
     assert first["content"] == "Sınavdan önce hiç çalışmadım ama geçtim." and first["ai_response"]
+
+
+async def test_the_local_model_config_gets_replies_without_moderation(tmp_path: Path, fake_ai: Any,
+                                                                      make_client: Any) -> None:
+    """The README's "Using a local model" snippet, pointed at the fake server: replies come from the
+    model and no moderation call is made."""
+    import tomllib
+
+    from cwalld import config
+    from tests.conftest import Api, test_config
+
+    readme = (ROOT / "README.md").read_text()
+    snippet = tomllib.loads(readme.split("## Using a local model", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0])
+    assert snippet["ai"]["moderation"] is False and snippet["ai"]["base_url"].startswith("http://127.0.0.1")
+    cfg = config.replace(test_config(tmp_path, fake_ai.url), ai={**snippet["ai"], "base_url": fake_ai.url})
+    api = Api(await make_client(cfg))
+    token = await api.register()
+    cid = (await (await api.post(token, content="Yerel modelle yazılan bir itiraf bu.")).json())["confession"]["id"]
+    published = await api.wait_status(cid, token)
+    assert published["ai_fallback"] is False and published["ai_response"]
+    assert fake_ai.calls["chat"] == 1 and fake_ai.calls["moderations"] == 0
