@@ -17,7 +17,10 @@ dist:
 	test -x $(VENV)/bin/pyinstaller || ($(PY) -m venv $(VENV) && $(VENV)/bin/pip install -q -e '.[dist]')
 	$(VENV)/bin/pyinstaller --onefile --strip --noconfirm --log-level ERROR --name $(notdir $(OUT)) \
 	  --distpath $(dir $(OUT)) --workpath $(BUILD)/pyinstaller --specpath $(BUILD) \
-	  --collect-data cwalld --collect-submodules cwalld --collect-data tzdata cwalld/__main__.py
+	  --collect-data cwalld --collect-submodules cwalld --collect-data tzdata \
+	  $$(for f in swagger-ui-bundle.js swagger-ui.css favicon-32x32.png; do \
+	     echo --add-data "$$($(VENV)/bin/python -c 'import importlib.util as u; print(u.find_spec("swagger_ui").submodule_search_locations[0])')/static/$$f:swagger_ui/static"; done) \
+	  cwalld/__main__.py
 	sed -e 's|^path = "./data/cwall.db"  |path = "/var/lib/cwalld/cwall.db"|' \
 	    -e 's|^control_socket = ""        |control_socket = "/run/cwalld/control.sock"|' \
 	    config.toml.example > $(dir $(OUT))config.toml

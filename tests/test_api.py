@@ -277,5 +277,6 @@ async def test_openapi_lists_exactly_the_routes(api: Api) -> None:
             continue
         info = route.resource.get_info()  # type: ignore[union-attr]
         path = info.get("path") or re.sub(r"\{(\w+):[^}]*\}", r"{\1}", info["formatter"])
-        served.add((route.method, path))
+        if not path.startswith("/api/docs"):  # the page showing the document, and its assets
+            served.add((route.method, path))
     assert documented == served

@@ -73,8 +73,9 @@ def test_the_executable_needs_no_python(dist: Path, tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline and serve.poll() is None, "serve did not become ready"
                 time.sleep(0.1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/categories", timeout=5) as r2:
-            assert r2.status == 200
+        for path in ("/api/v1/categories", "/api/docs", "/api/docs/swagger-ui-bundle.js"):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r2:
+                assert r2.status == 200, path
     finally:
         serve.send_signal(signal.SIGTERM)
         out = serve.communicate(timeout=30)[0]

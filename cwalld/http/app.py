@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cwalld import logs, metrics
 from cwalld.config import Config
-from cwalld.http import errors, openapi, routes, schema
+from cwalld.http import docs, errors, openapi, routes, schema
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
@@ -83,4 +83,5 @@ def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     operations = routes.operations(config)
     app[OPENAPI] = openapi.document(operations)
     schema.add(app, operations)
+    docs.add(app)
     return app
