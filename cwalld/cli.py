@@ -88,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        cfg = configmod.load(getattr(args, "sub_config", None) or args.config)
+        cfg = configmod.load(getattr(args, "sub_config", None) or args.config, default=configmod.DEFAULT_PATH)
     except ConfigError as e:
         for problem in e.problems:
             print(f"cwalld: config error: {problem.line}", file=sys.stderr)

@@ -241,12 +241,12 @@ DEFAULT_PATH = "/etc/cwalld/config.toml"
 
 
 def load(path: str | os.PathLike[str] | None = None, env: typing.Mapping[str, str] | None = None,
-         default: str = DEFAULT_PATH) -> Config:
-    """Load ``path``, else ``$CWALLD_CONFIG``, else ``default`` when it exists (the service's
-    file, so ``sudo cwalld check`` on the server sees what the service sees), else the built-in
-    defaults; then apply env overrides."""
+         default: str | None = None) -> Config:
+    """Load ``path``, else ``$CWALLD_CONFIG``, else ``default`` when it exists (the CLI passes
+    DEFAULT_PATH, the service's file, so ``sudo cwalld check`` on the server sees what the
+    service sees), else the built-in defaults; then apply env overrides."""
     env = os.environ if env is None else env
-    path = path or env.get("CWALLD_CONFIG") or (default if os.path.exists(default) else None)
+    path = path or env.get("CWALLD_CONFIG") or (default if default and os.path.exists(default) else None)
     raw: dict[str, Any] = {}
     source = "<defaults>"
     if path is not None:
