@@ -2,7 +2,9 @@
 
 READY=1 once everything runs, STATUS= lines, WATCHDOG=1 from the event loop (so a blocked loop
 misses its ping and systemd restarts the process), RELOADING=1 and STOPPING=1. Without
-``$NOTIFY_SOCKET`` every call is a no-op.
+``$NOTIFY_SOCKET`` every call is a no-op. The single-file build runs cwalld as the child of the
+process systemd started (it unpacks itself first): the watchdog addressed to that parent is
+ours, and the unit accepts messages from the child (NotifyAccess=all).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import sys
 import time
 
 import structlog
@@ -24,8 +27,8 @@ class Notifier:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         watchdog_pid = env.get("WATCHDOG_PID")
         usec = env.get("WATCHDOG_USEC", "")
-        self.watchdog = (int(usec) / 1e6 if usec.isdigit() and (not watchdog_pid or watchdog_pid == str(os.getpid()))
-                         else None)
+        ours = {str(os.getpid()), *([str(os.getppid())] if getattr(sys, "frozen", False) else [])}
+        self.watchdog = int(usec) / 1e6 if usec.isdigit() and (not watchdog_pid or watchdog_pid in ours) else None
         self._task: asyncio.Task[None] | None = None
 
     def send(self, *lines: str) -> None:

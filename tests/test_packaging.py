@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -60,8 +62,13 @@ def test_the_executable_needs_no_python(dist: Path, tmp_path: Path) -> None:
     r = run("check", "-c", "/srv/c.toml")
     assert r.returncode == 0 and "storage  new" in r.stdout, r.stdout + r.stderr
     port = free_port()
-    serve = subprocess.Popen([chroot, str(root), "/bin/cwalld", "serve", "-c", "/srv/c.toml"],
-                             env={"PATH": "/bin", "CWALLD_SERVER_PORT": str(port)},
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # systemd's end of sd_notify
+    notify.bind(str(root / "srv" / "notify.sock"))
+    notify.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+    serve = subprocess.Popen(["/bin/sh", "-c", 'export WATCHDOG_PID=$$; exec "$0" "$@"',  # the PID systemd starts
+                              chroot, str(root), "/bin/cwalld", "serve", "-c", "/srv/c.toml"],
+                             env={"PATH": "/bin", "CWALLD_SERVER_PORT": str(port), "NOTIFY_SOCKET": "/srv/notify.sock",
+                                  "WATCHDOG_USEC": "1000000"},
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -76,11 +83,23 @@ def test_the_executable_needs_no_python(dist: Path, tmp_path: Path) -> None:
         for path in ("/api/v1/categories", "/api/docs", "/api/docs/swagger-ui-bundle.js"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r2:
                 assert r2.status == 200, path
+        # The executable unpacks itself and runs cwalld as its child: READY=1 and the watchdog
+        # pings come from another PID than the one systemd started (so the unit says
+        # NotifyAccess=all), and the child must ping although WATCHDOG_PID names its parent.
+        notify.settimeout(10)
+        said: dict[bytes, int] = {}
+        while b"WATCHDOG=1" not in said:
+            data, ancillary, _, _ = notify.recvmsg(4096, socket.CMSG_SPACE(12))
+            sender = struct.unpack("iII", ancillary[0][2][:12])[0]
+            said.update({line: sender for line in data.split(b"\n")})
+        assert b"READY=1" in said and said[b"READY=1"] != serve.pid and said[b"WATCHDOG=1"] == said[b"READY=1"]
     finally:
         serve.send_signal(signal.SIGTERM)
         out = serve.communicate(timeout=30)[0]
     assert serve.returncode == 0, out
     assert (root / "srv" / "cwall.db").exists() and '"event":"stopped"' in out
+    unit = (ROOT / "systemd" / "cwalld.service").read_text()
+    assert "\nNotifyAccess=all\n" in unit
 
 
 def test_dist_config_has_the_services_paths(dist: Path) -> None:
