@@ -153,6 +153,7 @@ def test_the_deb_installs_enables_removes_keeping_data_and_purges(dist: Path, tm
     (root / "var/lib/private/cwalld").mkdir(parents=True)
     (root / "var/lib/private/cwalld/cwall.db").write_text("the confessions")
     (root / "var/lib/cwalld").symlink_to("private/cwalld")
+    (root / "etc/cwalld/ai-api-key").write_text("sk-secret")  # as the README has the operator do
 
     dpkg(root, "-r", "cwalld")
     assert not (root / "usr/bin/cwalld").exists() and not (root / "usr/lib/systemd/system/cwalld.service").exists()
@@ -161,4 +162,4 @@ def test_the_deb_installs_enables_removes_keeping_data_and_purges(dist: Path, tm
 
     dpkg(root, "-P", "cwalld")
     assert not (root / "var/lib/private/cwalld").exists() and not (root / "var/lib/cwalld").is_symlink()
-    assert not (root / "etc/cwalld/config.toml").exists() and not wants.is_symlink()
+    assert not (root / "etc/cwalld").exists() and not wants.is_symlink()  # the key file too
