@@ -249,7 +249,7 @@ async def serve(config: Config) -> None:
         raise StartFailed(f"cannot listen on {config.server.host}:{config.server.port}: {e.strerror or e}") from None
     status = (f"serving on {config.server.host}:{config.server.port}, {config.queue.concurrency} consumers, "
               f"{'redis' if config.redis.url else 'embedded'} queue, AI {'on' if config.ai.api_key else 'off'}")
-    log.info("serving", url=f"http://{config.server.host}:{config.server.port}", config=config.source,
+    log.info("listening", url=f"http://{config.server.host}:{config.server.port}", config=config.source,
              queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
              ai="on" if config.ai.api_key else "off (fallback replies)")
     # Everything built at start lives as long as the process: keep it out of the garbage

@@ -46,7 +46,7 @@ async def test_quickstart_on_embedded_defaults(tmp_path: Path, daemons: Any) -> 
     assert (tmp_path / "data" / "cwall.db").exists()
     assert d.kill(signal.SIGTERM) == 0
     log = d.log.read_text()
-    assert '"event":"serving"' in log and f'"url":"http://127.0.0.1:{d.port}"' in log and '"event":"stopped"' in log
+    assert '"event":"listening"' in log and f'"url":"http://127.0.0.1:{d.port}"' in log and '"event":"stopped"' in log
     assert "ayse" not in log and "gizli-sifre" not in log  # no author, no password in the logs
 
 
@@ -250,7 +250,7 @@ async def test_under_journald_each_line_carries_its_priority(tmp_path: Path, dae
     lines = d.log.read_text().splitlines()
     assert lines and all(line.startswith(("<6>{", "<4>{", "<3>{", "<7>{")) for line in lines), lines[:5]
     assert any(line.startswith("<6>") and '"event":"request"' in line for line in lines)  # the fast access line too
-    assert any(line.startswith("<6>") and '"event":"serving"' in line for line in lines)
+    assert any(line.startswith("<6>") and '"event":"listening"' in line for line in lines)
     assert any(line.startswith("<4>") and '"event":"job_retried"' in line for line in lines)
 
 
