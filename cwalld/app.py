@@ -29,6 +29,8 @@ from cwalld.cache.local import LocalCache
 from cwalld.config import Config, ConfigError
 from cwalld.http.guard import Guard
 from cwalld.http.serverlog import ServerLog
+from cwalld.live import LogPort
+from cwalld.live.local import LocalLog
 from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
@@ -85,13 +87,21 @@ class StartFailed(Exception):
     """The daemon could not start (port taken, database or control socket unopenable): one line says why."""
 
 
+def make_live_log(config: Config) -> LogPort:
+    if config.redis.url:
+        from cwalld.live.redis import RedisLog
+
+        return RedisLog(config.redis.url, config.redis.prefix, config.events.replay_seconds, config.events.heartbeat)
+    return LocalLog(config.events.replay_seconds)
+
+
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
     storage = SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
     queue = make_queue(config)
     ai = AI(config.ai)
     cache = make_cache(config)
-    wall = Wall.build(config, storage, queue, ai, cache)
+    wall = Wall.build(config, storage, queue, ai, cache, make_live_log(config))
     scheduler = Scheduler(storage, wall.jobs.schedule(), config.scheduler.timezone, config.scheduler.claim_timeout)
     app = http.create(config, wall, scheduler)
     daemon = Daemon(config, storage, queue, ai, cache, wall, scheduler, app)
@@ -108,6 +118,8 @@ def build(config: Config) -> web.Application:
             except (OSError, sqlite3.Error) as e:
                 raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
             await wall.open()
+            wall.live.start()
+            started.push_async_callback(wall.live.stop)
             queue.on_recovered = lambda: _background(wall.jobs.requeue_pending(), "requeue_failed")
             await queue.start(wall.replies)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))

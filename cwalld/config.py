@@ -197,6 +197,13 @@ class Log:
 
 
 @dataclass(frozen=True)
+class Events:
+    replay_seconds: float = 300.0
+    max_per_client: int = 4
+    heartbeat: float = 15.0
+
+
+@dataclass(frozen=True)
 class Category:
     slug: str
     name: str
@@ -230,6 +237,7 @@ class Config:
     moderation: Moderation = field(default_factory=Moderation)
     safety: Safety = field(default_factory=Safety)
     log: Log = field(default_factory=Log)
+    events: Events = field(default_factory=Events)
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     source: str = "<defaults>"
 
@@ -579,6 +587,9 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
     need(cfg.log.format in ("auto", "json", "console"), "log.format", "must be auto, json or console")
     need(cfg.log.slow_query_ms >= 0, "log.slow_query_ms", "must not be negative")
     need(cfg.log.stats_interval > 0, "log.stats_interval", "must be greater than 0")
+    need(cfg.events.replay_seconds >= 0, "events.replay_seconds", "must not be negative")
+    need(cfg.events.max_per_client >= 1, "events.max_per_client", "must be at least 1")
+    need(cfg.events.heartbeat > 0, "events.heartbeat", "must be greater than 0")
 
 
 def replace(cfg: Config, **sections: dict[str, Any]) -> Config:

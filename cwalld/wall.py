@@ -15,6 +15,7 @@ from cwalld.confessions import Confessions, Cursors
 from cwalld.config import Config
 from cwalld.events import Events
 from cwalld.jobs import Jobs
+from cwalld.live import Live, LogPort
 from cwalld.moderation import Moderation
 from cwalld.queue import JobQueue
 from cwalld.regenerate import Regenerate
@@ -37,13 +38,17 @@ class Wall:
     regenerate: Regenerate
     jobs: Jobs
     views: Views
+    live: Live
 
     @classmethod
-    def build(cls, config: Config, storage: Storage, queue: JobQueue, ai: AIPort, cache: Cache) -> Wall:
+    def build(cls, config: Config, storage: Storage, queue: JobQueue, ai: AIPort, cache: Cache,
+              live_log: LogPort) -> Wall:
         events, cursors = Events(), Cursors()
         confessions = Confessions(config, storage, queue, events, cursors)
         views = Views(confessions, cache, config.cache)
         events.subscribe(views.follow)  # the caches follow every change
+        live = Live(config.events, storage, live_log)
+        events.subscribe(live.follow)  # and so do the browsers' streams
         replies = Replies(config, storage, ai, cache, events)
         moderation = Moderation(config, storage, events, cursors, replies)
         return cls(config, storage, queue, cache, events,
@@ -53,7 +58,8 @@ class Wall:
                    replies=replies,
                    regenerate=Regenerate(config, storage, queue, replies, moderation),
                    jobs=Jobs(config, storage, queue, events),
-                   views=views)
+                   views=views,
+                   live=live)
 
     async def open(self) -> None:
         """What needs the database (after storage.open): the key that signs page cursors."""
@@ -66,3 +72,4 @@ class Wall:
         for use_case in (self.accounts, self.confessions, self.moderation, self.replies, self.regenerate, self.jobs):
             use_case.config = config
         self.views.reconfigure(config.cache)
+        self.live.settings = config.events

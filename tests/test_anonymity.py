@@ -44,9 +44,10 @@ async def test_nothing_in_redis_ties_an_author_to_an_anonymous_confession(
         kind = r.type(key)
         value = (r.get(key) or b"") if kind == b"string" else repr(
             r.lrange(key, 0, -1) if kind == b"list" else r.zrange(key, 0, -1) if kind == b"zset" else
-            r.smembers(key) if kind == b"set" else r.hgetall(key)).encode()
+            r.smembers(key) if kind == b"set" else r.xrange(key) if kind == b"stream" else r.hgetall(key)).encode()
         dump.append(key + b" " + value)
     assert any(secret_text.encode() in blob for blob in dump)  # the feed is cached: the text is there
+    assert any(key.endswith(b"events") for key in r.keys("*"))  # the live log is looked at too
     for blob in dump:
         parts = [blob]
         if b"{" in blob and b'"items"' in blob:  # a public page: each item is what a visitor sees

@@ -53,6 +53,7 @@ SEEN: dict[str, Callable[[Daemon], Any]] = {
     "popular": lambda d: d.wall.jobs.config.popular,
     "scheduler": lambda d: d.wall.jobs.config.scheduler,
     "safety": lambda d: d.wall.replies.safety.settings,
+    "events": lambda d: d.wall.live.settings,
 }
 
 

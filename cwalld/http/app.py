@@ -84,4 +84,9 @@ def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     app[OPENAPI] = openapi.document(operations)
     schema.add(app, operations)
     docs.add(app)
+
+    async def end_streams(_: web.Application) -> None:  # before the server waits for its handlers
+        wall.live.end_streams()
+
+    app.on_shutdown.append(end_streams)
     return app

@@ -9,12 +9,13 @@ from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.config import Config
-from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Unauthorized
+from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized
 from cwalld.http import admin, auth, client
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.http.openapi import NOT_MODIFIED, PAGE, json_body, obj, ref
 from cwalld.http.schema import CURSOR, LIMIT, Input, Operation, Param
+from cwalld.live import EVENT_ID
 from cwalld.views import Body, confession_json, user_json
 
 ID = r"{id:\d{1,18}}"
@@ -93,6 +94,10 @@ def operations(config: Config) -> list[Operation]:
                   {"202": json_body(obj({"reported": {"const": True}}), "Accepted")}, "400 401 404 408 413 415 422",
                   auth="required", guard=auth.signed_in, body=obj({"reason": {"type": "string", "maxLength": 500}}, []),
                   body_required=False),
+        Operation("GET", "/api/v1/events", events, "streamEvents", "live",
+                  "Live updates (Server-Sent Events): published, empathy, removed; Last-Event-ID replays",
+                  {"200": {"description": "An event stream (never ends on its own)",
+                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}}, "422 429"),
         *admin.operations(config),
     ]
 
@@ -190,6 +195,26 @@ async def get_confession(request: web.Request, i: Input) -> web.Response:
     viewer = await auth.viewer(request)
     c, marked = await request.app[WALL].confessions.get(viewer, id_param(request))
     return respond({"confession": confession_json(c, marked, viewer)})
+
+
+async def events(request: web.Request, i: Input) -> web.StreamResponse:
+    """The wall's live updates; a client reconnecting sends ``Last-Event-ID`` (browsers do)."""
+    live = request.app[WALL].live
+    last = request.headers.get("Last-Event-ID") or None
+    if last is not None and not EVENT_ID.fullmatch(last):
+        raise Invalid({"Last-Event-ID": "not an event id this API sent"})
+    sub = live.open(client_of(request))
+    try:
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/event-stream", hdrs.CACHE_CONTROL: "no-cache",
+                                               "X-Accel-Buffering": "no"})
+        await response.prepare(request)
+        async for text in live.stream(sub, last):
+            await response.write(text)
+    except ConnectionResetError:  # the client left
+        pass
+    finally:
+        live.close(sub)
+    return response
 
 
 # --- accounts ---

@@ -1,0 +1,44 @@
+"""The event log of one process (no Redis): a deque over the replay window."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from cwalld.live import Entry, order
+
+
+class LocalLog:
+    """The log of one process (no Redis): entries are delivered as they are appended."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.entries: deque[Entry] = deque()
+        self._last = (0, 0)
+        self._deliver: Callable[[Entry], None] = lambda entry: None
+
+    async def append(self, kind: str, confession_id: int) -> None:
+        now = int(time.time() * 1000)
+        self._last = (now, 0) if now > self._last[0] else (self._last[0], self._last[1] + 1)
+        entry = Entry(f"{self._last[0]}-{self._last[1]}", kind, confession_id)
+        self.entries.append(entry)
+        while self.entries and order(self.entries[0].id)[0] < now - self.window * 1000:
+            self.entries.popleft()
+        self._deliver(entry)
+
+    async def head(self) -> str:
+        return f"{self._last[0]}-{self._last[1]}"
+
+    async def since(self, last_id: str) -> list[Entry] | None:
+        if order(last_id)[0] < time.time() * 1000 - self.window * 1000:
+            return None
+        return [e for e in self.entries if order(e.id) > order(last_id)]
+
+    async def follow(self, deliver: Callable[[Entry], None]) -> None:
+        self._deliver = deliver
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,140 @@
+"""Live updates (GET /api/v1/events): what readers see change, replay by Last-Event-ID, across processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from cwalld import config as configmod
+from tests.conftest import Api, test_config
+from tests.test_admin import admin_token
+from tests.test_redis_daemon import redis_env
+
+
+async def next_event(stream: Any, timeout: float = 5.0) -> dict[str, Any]:
+    """The next event of an SSE stream (comments and id-only blocks skipped): id, event, data."""
+    fields: dict[str, Any] = {}
+    while True:
+        line = (await asyncio.wait_for(stream.content.readline(), timeout)).decode().rstrip("\n")
+        if line == "":
+            if "data" in fields:
+                fields["data"] = orjson.loads(fields["data"])
+                return fields
+            fields = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            fields[name] = value
+
+
+async def test_published_empathy_removed_reach_a_stream_and_a_reconnect_replays(client: Any) -> None:
+    api = Api(client)
+    stream = await client.get("/api/v1/events")
+    assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+    author, reader = await api.register("yazar_ali"), await api.register()
+    cid = (await (await api.post(author)).json())["confession"]["id"]  # anonymous by default
+    published = await next_event(stream)
+    assert published["event"] == "published" and published["data"]["id"] == cid
+    assert published["data"]["status"] == "published" and published["data"]["ai_response"]
+    assert published["data"]["author"] is None and b"yazar_ali" not in orjson.dumps(published)  # anonymity
+    await client.put(f"/api/v1/confessions/{cid}/empathy", headers=api.auth(reader))
+    empathy = await next_event(stream)
+    assert (empathy["event"], empathy["data"]) == ("empathy", {"id": cid, "empathy_count": 1})
+    stream.close()
+
+    # while nobody listens: empathy taken back, then an admin hides it
+    await client.delete(f"/api/v1/confessions/{cid}/empathy", headers=api.auth(reader))
+    admin = await admin_token(api)
+    assert (await client.post(f"/api/v1/admin/confessions/{cid}/hide", headers=api.auth(admin))).status == 200
+    again = await client.get("/api/v1/events", headers={"Last-Event-ID": published["id"]})
+    missed = [await next_event(again) for _ in range(3)]
+    assert [(e["event"], e["data"]) for e in missed] == [
+        ("empathy", {"id": cid, "empathy_count": 1}),  # as this process sent it
+        ("empathy", {"id": cid, "empathy_count": 0}),  # rendered when first asked for: the count then
+        ("removed", {"id": cid})]
+    assert [e["id"] for e in missed] == sorted({e["id"] for e in missed}, key=lambda i: tuple(map(int, i.split("-"))))
+    assert missed[0]["id"] == empathy["id"]  # the replay starts right after what the client had
+    again.close()
+
+
+async def test_a_bad_or_stale_last_event_id(client: Any) -> None:
+    r = await client.get("/api/v1/events", headers={"Last-Event-ID": "../../etc"})
+    assert r.status == 422 and (await r.json())["error"]["fields"] == {"Last-Event-ID": "not an event id this API sent"}
+    stale = await client.get("/api/v1/events", headers={"Last-Event-ID": "1000-0"})  # 1970: past the window
+    assert (await next_event(stale))["event"] == "reset"  # reload the page: no silent gap
+    stale.close()
+
+
+async def test_streams_per_client_are_bounded(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    cfg = configmod.replace(test_config(tmp_path, fake_ai.url), events={"max_per_client": 2})
+    client = await make_client(cfg)
+    first, second = await client.get("/api/v1/events"), await client.get("/api/v1/events")
+    third = await client.get("/api/v1/events")
+    assert (first.status, second.status, third.status) == (200, 200, 429)
+    assert (await third.json())["error"]["code"] == "too_many_streams" and "Retry-After" in third.headers
+    first.close()
+    for _ in range(100):  # the closed stream's place frees up once the server sees it go
+        fourth = await client.get("/api/v1/events")
+        if fourth.status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert fourth.status == 200
+    fourth.close()
+    second.close()
+
+
+async def test_heartbeat_comments_keep_an_idle_stream_open(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    cfg = configmod.replace(test_config(tmp_path, fake_ai.url), events={"heartbeat": 0.2})
+    client = await make_client(cfg)
+    stream = await client.get("/api/v1/events")
+    lines = [(await asyncio.wait_for(stream.content.readline(), 2)).decode() for _ in range(5)]
+    assert lines[0] == "retry: 2000\n" and lines[1].startswith("id: ") and ": keep-alive\n" in lines
+    stream.close()
+
+
+async def test_an_event_crosses_processes_through_redis(tmp_path: Path, daemons: Any, redis_server: Any,
+                                                        redis_prefix: str, fake_ai: Any) -> None:
+    """What process B does reaches a browser connected to process A; a reconnect to B with A's
+    Last-Event-ID gets what it missed (the ids are the shared stream's)."""
+    env = {**redis_env(redis_server, redis_prefix, fake_ai), "CWALLD_STORAGE_PATH": str(tmp_path / "shared.db")}
+    a, b = daemons(tmp_path, **env), daemons(tmp_path, **env, CWALLD_SERVER_CONTROL_SOCKET=str(tmp_path / "b.sock"))
+    await a.start()
+    await b.start()
+    async with aiohttp.ClientSession() as s:
+        on_a = await s.get(a.url + "/api/v1/events")
+        token = (await (await s.post(b.url + "/api/v1/auth/register",
+                                     json={"username": "ayse", "password": "password123"})).json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        posted = await s.post(b.url + "/api/v1/confessions", headers=auth,
+                              json={"content": "Başka bir süreçte yazılan itiraf.", "category": "other"})
+        cid = (await posted.json())["confession"]["id"]
+        published = await next_event(on_a, timeout=15)  # by A's consumers or B's
+        assert published["event"] == "published" and published["data"]["id"] == cid
+        assert published["data"]["author"] is None
+        assert (await s.put(f"{b.url}/api/v1/confessions/{cid}/empathy", headers=auth)).status == 200
+        empathy = await next_event(on_a)  # made by B's request handler: it crossed
+        assert (empathy["event"], empathy["data"]) == ("empathy", {"id": cid, "empathy_count": 1})
+        on_a.close()
+        assert (await s.delete(f"{b.url}/api/v1/confessions/{cid}/empathy", headers=auth)).status == 200
+        on_b = await s.get(b.url + "/api/v1/events", headers={"Last-Event-ID": empathy["id"]})
+        missed = await next_event(on_b)
+        assert (missed["event"], missed["data"]) == ("empathy", {"id": cid, "empathy_count": 0})
+        on_b.close()
+
+
+async def test_a_stop_ends_open_streams_at_once(tmp_path: Path, daemons: Any) -> None:
+    """An open stream must not hold a stop for the HTTP drain (10 s): it ends, the client reconnects."""
+    import time
+
+    d = daemons(tmp_path)
+    await d.start()
+    async with aiohttp.ClientSession() as s:
+        stream = await s.get(d.url + "/api/v1/events")
+        assert stream.status == 200
+        started = time.monotonic()
+        assert await d.stop() == 0
+        assert time.monotonic() - started < 5
+        assert await asyncio.wait_for(stream.content.read(), 2) is not None  # ended, not hanging
