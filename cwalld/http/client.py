@@ -33,3 +33,12 @@ def address(request: web.Request, nets: list[Network]) -> str:
         if not _trusted(hop, nets):
             return hop[:64]
     return peer
+
+
+def https(request: web.Request, nets: list[Network]) -> bool:
+    """Did the client use TLS: to us, or to one of our trusted proxies (its X-Forwarded-Proto)?"""
+    if request.secure:
+        return True
+    if not nets or not _trusted(request.remote or "", nets):
+        return False
+    return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"

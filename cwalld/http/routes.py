@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.config import Config
-from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized
+from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized, User
 from cwalld.http import admin, auth, client
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
@@ -20,7 +20,10 @@ from cwalld.views import Body, confession_json, user_json
 
 ID = r"{id:\d{1,18}}"
 EMPATHY = json_body(obj({"empathy_count": {"type": "integer"}, "empathized": {"type": "boolean"}}))
-AUTH_OK = obj({"token": {"type": "string"}, "user": ref("User")})
+AUTH_OK = obj({"token": {"type": "string", "description": "absent with \"session\": \"cookie\""},
+               "user": ref("User")}, ["user"])
+SESSION_FIELD = {"type": "string", "enum": ["token", "cookie"], "default": "token",
+                 "description": "cookie: the page's sign-in, an HttpOnly session cookie instead of a token"}
 CONFESSION = json_body(obj({"confession": ref("Confession")}))
 
 
@@ -50,12 +53,14 @@ def operations(config: Config) -> list[Operation]:
                                          "description": "3 to 32 characters of a-z, 0-9 and _"},
                             "password": {"type": "string", "minLength": 8, "maxLength": 1024},
                             "name": {"type": "string", "maxLength": 64, "pattern": NAME_PATTERN,
-                                     "description": "no control, bidi or other invisible format characters"}},
+                                     "description": "no control, bidi or other invisible format characters"},
+                            "session": SESSION_FIELD},
                            ["username", "password"])),
         Operation("POST", "/api/v1/auth/login", login, "login", "accounts", "Sign in",
                   {"200": json_body(AUTH_OK)}, "400 401 408 413 415 422 429",
                   body=obj({"username": {"type": "string", "maxLength": 64},
-                            "password": {"type": "string", "maxLength": 1024}})),
+                            "password": {"type": "string", "maxLength": 1024}, "session": SESSION_FIELD},
+                           ["username", "password"])),
         Operation("POST", "/api/v1/auth/logout", logout, "logout", "accounts", "Sign out (revokes the token)",
                   {"204": {"description": "Signed out"}}, "401", auth="required", guard=auth.signed_in),
         Operation("GET", "/api/v1/me", me, "getMe", "accounts", "The signed-in user, with their badges",
@@ -223,18 +228,28 @@ async def events(request: web.Request, i: Input) -> web.StreamResponse:
 async def register(request: web.Request, i: Input) -> web.Response:
     token, user = await request.app[WALL].accounts.register(i.body["username"], i.body["password"], i.body.get("name"),
                                                             client_of(request))
-    return respond({"token": token, "user": user_json(user)}, status=201)
+    return signed_in_as(request, i, token, user, 201)
 
 
 async def login(request: web.Request, i: Input) -> web.Response:
     token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"], client_of(request))
-    return respond({"token": token, "user": user_json(user)})
+    return signed_in_as(request, i, token, user, 200)
+
+
+def signed_in_as(request: web.Request, i: Input, token: str, user: User, status: int) -> web.Response:
+    if i.body.get("session") == "cookie":
+        response = respond({"user": user_json(user)}, status=status)
+        auth.start_session(request, response, token)
+        return response
+    return respond({"token": token, "user": user_json(user)}, status=status)
 
 
 async def logout(request: web.Request, i: Input) -> web.Response:
     await auth.signed_in(request)
-    await request.app[WALL].accounts.logout(auth.bearer(request) or "")
-    return web.Response(status=204)
+    await request.app[WALL].accounts.logout(auth.bearer(request) or auth.session(request) or "")
+    response = web.Response(status=204)
+    auth.end_session(response)
+    return response
 
 
 async def me(request: web.Request, i: Input) -> web.Response:
