@@ -91,8 +91,8 @@ def make_live_log(config: Config) -> LogPort:
     if config.redis.url:
         from cwalld.live.redis import RedisLog
 
-        return RedisLog(config.redis.url, config.redis.prefix, config.events.replay_seconds, config.events.heartbeat)
-    return LocalLog(config.events.replay_seconds)
+        return RedisLog(config.redis.url, config.redis.prefix)
+    return LocalLog()
 
 
 def build(config: Config) -> web.Application:

@@ -138,3 +138,48 @@ async def test_a_stop_ends_open_streams_at_once(tmp_path: Path, daemons: Any) ->
         assert await d.stop() == 0
         assert time.monotonic() - started < 5
         assert await asyncio.wait_for(stream.content.read(), 2) is not None  # ended, not hanging
+
+
+async def test_a_reload_of_the_replay_window_applies_to_the_log(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    """[events].replay_seconds was read into the log at start: a reload changed the setting
+    the streams saw but not the window the log kept."""
+    from cwalld.http.keys import WALL
+
+    cfg = test_config(tmp_path, fake_ai.url)
+    client = await make_client(cfg)
+    api = Api(client)
+    token = await api.register()
+    cid = (await (await api.post(token)).json())["confession"]["id"]
+    await api.wait_status(cid, token)
+    stream = await client.get("/api/v1/events", headers={"Last-Event-ID": "1-0"})  # long ago, in a 300 s window?
+    assert (await next_event(stream))["event"] == "reset"
+    stream.close()
+    entries = client.app[WALL].live.log.entries
+    client.app[WALL].reconfigure(configmod.replace(cfg, events={"replay_seconds": 0.05}))
+    await asyncio.sleep(0.1)
+    stream = await client.get("/api/v1/events", headers={"Last-Event-ID": entries[0].id})
+    assert (await next_event(stream))["event"] == "reset"  # past the new window
+    stream.close()
+
+
+async def test_a_silent_redis_does_not_hold_up_what_makes_an_event(tmp_path: Path, fake_ai: Any, make_client: Any,
+                                                                   redis_server: Any, redis_prefix: str) -> None:
+    """The live log's append was awaited in the domain event chain: with Redis silent, every
+    empathy and every publish waited for the socket timeout (2 s)."""
+    import time
+
+    from tests.proxy import SilentProxy
+
+    proxy = SilentProxy(redis_server.port)
+    await proxy.start()
+    cfg = configmod.replace(test_config(tmp_path, fake_ai.url), redis={"url": proxy.url, "prefix": redis_prefix})
+    api = Api(await make_client(cfg))
+    token = await api.register()
+    cid = (await (await api.post(token)).json())["confession"]["id"]
+    await api.wait_status(cid, token)
+    proxy.silence()
+    started = time.monotonic()
+    r = await api.c.put(f"/api/v1/confessions/{cid}/empathy", headers=api.auth(token))
+    assert r.status == 200 and time.monotonic() - started < 1.0
+    proxy.heal()
+    await proxy.stop()

@@ -48,6 +48,7 @@ LIVE: dict[Kind, str] = {
 }
 EVENT_ID = re.compile(r"[0-9]{1,15}-[0-9]{1,15}")
 QUEUE_MAX = 1000  # entries waiting for one slow stream; past it the stream ends (the client replays)
+APPENDS_MAX = 1000  # appends on their way to a slow log; past it live updates are dropped (a gap)
 
 
 def order(entry_id: str) -> tuple[int, int]:
@@ -65,9 +66,9 @@ class Entry:
 class LogPort(Protocol):
     """Where entries are kept for the replay window and from where every process hears them."""
 
-    async def append(self, kind: str, confession_id: int) -> None: ...
+    async def append(self, kind: str, confession_id: int, window: float) -> None: ...  # window: seconds kept
     async def head(self) -> str: ...
-    async def since(self, last_id: str) -> list[Entry] | None: ...  # None: older than the window
+    async def since(self, last_id: str, window: float) -> list[Entry] | None: ...  # None: older than the window
     async def follow(self, deliver: Callable[[Entry], None]) -> None: ...  # runs until cancelled
     async def close(self) -> None: ...
 
@@ -98,15 +99,35 @@ class Live:
         self.per_client: Counter[str] = Counter()
         self._rendered: OrderedDict[str, bytes | None] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
+        self._appends: set[asyncio.Task[None]] = set()
+        self._failing = False
 
     async def follow(self, event: Event) -> None:
-        """The domain listener: append what readers see change; cheap (one append)."""
+        """The domain listener. It does not wait for the log: a silent Redis must not hold up a
+        publish or an empathy (the change is made; only its live update is late or lost). The
+        appends still reach the log in the order they were made (tasks start in order and the
+        Redis client sends commands in the order they are issued)."""
         kind = LIVE.get(event.kind)
-        if kind is not None and event.confession_id is not None:
-            try:
-                await self.log.append(kind, event.confession_id)
-            except Exception as e:  # noqa: BLE001 - Redis away: live updates pause, the change stands
-                log.warning("live_append_failed", error=str(e))
+        if kind is None or event.confession_id is None:
+            return
+        if len(self._appends) >= APPENDS_MAX:
+            self._failed("too many live updates waiting for the log")
+            return
+        task = asyncio.ensure_future(self._append(kind, event.confession_id))
+        self._appends.add(task)
+        task.add_done_callback(self._appends.discard)
+
+    async def _append(self, kind: str, confession_id: int) -> None:
+        try:
+            await self.log.append(kind, confession_id, self.settings.replay_seconds)
+            self._failing = False
+        except Exception as e:  # noqa: BLE001 - Redis away: live updates pause, the change stands
+            self._failed(str(e))
+
+    def _failed(self, why: str) -> None:
+        if not self._failing:  # once per episode, not once per event
+            self._failing = True
+            log.warning("live_append_failed", error=why)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._follow(), name="live")
@@ -122,6 +143,7 @@ class Live:
 
     async def stop(self) -> None:
         self.end_streams()
+        await asyncio.gather(*self._appends, return_exceptions=True)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -155,7 +177,7 @@ class Live:
         if last_id is None:
             yield f"id: {await self.log.head()}\n\n".encode()  # where a reconnect resumes
         else:
-            missed = await self.log.since(last_id)
+            missed = await self.log.since(last_id, self.settings.replay_seconds)
             if missed is None:
                 yield b"event: reset\ndata: {}\n\n"
                 sent = None

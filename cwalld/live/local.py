@@ -13,26 +13,25 @@ from cwalld.live import Entry, order
 class LocalLog:
     """The log of one process (no Redis): entries are delivered as they are appended."""
 
-    def __init__(self, window: float) -> None:
-        self.window = window
+    def __init__(self) -> None:
         self.entries: deque[Entry] = deque()
         self._last = (0, 0)
         self._deliver: Callable[[Entry], None] = lambda entry: None
 
-    async def append(self, kind: str, confession_id: int) -> None:
+    async def append(self, kind: str, confession_id: int, window: float) -> None:
         now = int(time.time() * 1000)
         self._last = (now, 0) if now > self._last[0] else (self._last[0], self._last[1] + 1)
         entry = Entry(f"{self._last[0]}-{self._last[1]}", kind, confession_id)
         self.entries.append(entry)
-        while self.entries and order(self.entries[0].id)[0] < now - self.window * 1000:
+        while self.entries and order(self.entries[0].id)[0] < now - window * 1000:
             self.entries.popleft()
         self._deliver(entry)
 
     async def head(self) -> str:
         return f"{self._last[0]}-{self._last[1]}"
 
-    async def since(self, last_id: str) -> list[Entry] | None:
-        if order(last_id)[0] < time.time() * 1000 - self.window * 1000:
+    async def since(self, last_id: str, window: float) -> list[Entry] | None:
+        if order(last_id)[0] < time.time() * 1000 - window * 1000:
             return None
         return [e for e in self.entries if order(e.id) > order(last_id)]
 

@@ -43,33 +43,35 @@ def _entries(rows: Any) -> list[Entry]:
     return out
 
 
+BLOCK_MS = 15_000  # one XREAD waits this long for new entries, then asks again
+
+
 class RedisLog:
-    def __init__(self, url: str, prefix: str, window: float, block: float) -> None:
+    def __init__(self, url: str, prefix: str) -> None:
         self.url, self.key = url, f"{prefix}events"
-        self.window_ms, self.block_ms = int(window * 1000), int(block * 1000)
         self.r = Coalesced(connect(url))
         self._append = self.r.script(APPEND)
         self._since = self.r.script(SINCE)
 
-    async def append(self, kind: str, confession_id: int) -> None:
-        await self._append([self.key], [self.window_ms, kind, confession_id])
+    async def append(self, kind: str, confession_id: int, window: float) -> None:
+        await self._append([self.key], [int(window * 1000), kind, confession_id])
 
     async def head(self) -> str:
         rows = await self.r.call("XREVRANGE", self.key, "+", "-", "COUNT", 1)
         return rows[0][0].decode() if rows else "0-0"
 
-    async def since(self, last_id: str) -> list[Entry] | None:
-        rows = await self._since([self.key], [last_id, order(last_id)[0], self.window_ms])
+    async def since(self, last_id: str, window: float) -> list[Entry] | None:
+        rows = await self._since([self.key], [last_id, order(last_id)[0], int(window * 1000)])
         return None if rows is None else _entries(rows)
 
     async def follow(self, deliver: Callable[[Entry], None]) -> None:
         """Deliver every new entry, from any process; when Redis is away, try again each second."""
-        reader = connect(self.url, socket_timeout=self.block_ms / 1000 + 5)
+        reader = connect(self.url, socket_timeout=BLOCK_MS / 1000 + 5)
         last = "$"
         try:
             while True:
                 try:
-                    got: Any = await reader.xread({self.key: last}, block=self.block_ms)
+                    got: Any = await reader.xread({self.key: last}, block=BLOCK_MS)
                 except Exception as e:  # noqa: BLE001 - Redis away: live updates pause, the wall goes on
                     log.warning("live_follow_failed", error=str(e))
                     await asyncio.sleep(1)
