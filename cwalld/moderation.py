@@ -1,4 +1,4 @@
-"""Moderation by people: what admins look at (pending, rejected, hidden) and their decisions.
+"""Moderation by people: what admins look at (pending, rejected, hidden, reported) and their decisions.
 
 Reports by users live with confessions (``confessions.report``); the AI's moderation with the
 AI job (``replies``). An admin's decision on a pending confession (one held while moderation was
@@ -18,6 +18,8 @@ from cwalld.storage import Storage
 
 log = structlog.get_logger("cwalld.moderation")
 
+REPORTED = "reported"  # not a status of its own: published, with at least one report
+
 
 class Moderation:
     def __init__(self, config: Config, storage: Storage, events: Events, cursors: Cursors, replies: Replies) -> None:
@@ -25,10 +27,14 @@ class Moderation:
         self.replies = replies
 
     async def by_status(self, status: str | None, limit: int, cursor: str | None) -> Page:
-        if status not in (PENDING, REJECTED, HIDDEN):
-            raise Invalid({"status": "one of pending, rejected, hidden"})
+        if status not in (PENDING, REJECTED, HIDDEN, REPORTED):
+            raise Invalid({"status": "one of pending, rejected, hidden, reported"})
         items = await self.storage.by_status(status, limit + 1, self.cursors.decode(cursor))
         return paged(items, limit, lambda c: (c.created_at, c.id), self.cursors)
+
+    async def report_counts(self, page: Page) -> dict[int, int]:
+        """How many users reported each confession of ``page`` (who did is never shown)."""
+        return await self.storage.report_counts([c.id for c in page.items])
 
     async def hide(self, confession_id: int, by: str = "admin") -> Confession:
         """Take a published confession off every feed until an admin restores it."""

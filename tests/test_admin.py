@@ -56,6 +56,7 @@ async def test_reports_hide_at_the_threshold_and_an_admin_restores(api: Api) -> 
     admin = await admin_token(api)
     listed = await (await api.c.get("/api/v1/admin/confessions?status=hidden", headers=api.auth(admin))).json()
     assert [c["id"] for c in listed["items"]] == [cid] and listed["items"][0]["author"] is None
+    assert listed["items"][0]["report_count"] == 3
     r = await api.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=api.auth(admin))
     assert r.status == 200 and (await r.json())["confession"]["status"] == "published"
     assert [c["id"] for c in (await (await api.c.get("/api/v1/confessions")).json())["items"]] == [cid]
@@ -77,6 +78,19 @@ async def test_admin_lists_rejected_and_restores_with_a_fallback_reply(api: Api)
     assert listed["items"][0]["rejection_reason"] == "moderation: harassment"
     c = (await (await api.c.post(f"/api/v1/admin/confessions/{cid}/restore", headers=api.auth(admin))).json())["confession"]
     assert c["status"] == "published" and c["ai_fallback"] is True and c["ai_response"]
+
+
+async def test_reported_confessions_still_on_the_wall_are_listed_with_their_report_counts(api: Api) -> None:
+    author, a, b = await api.register(), await api.register(), await api.register()
+    quiet, twice = [(await (await api.post(author)).json())["confession"]["id"] for _ in range(2)]
+    for cid in (quiet, twice):
+        await api.wait_status(cid, author)
+    for reader in (a, b):
+        assert (await api.c.post(f"/api/v1/confessions/{twice}/report", headers=api.auth(reader))).status == 202
+    admin = await admin_token(api)
+    listed = await (await api.c.get("/api/v1/admin/confessions?status=reported", headers=api.auth(admin))).json()
+    assert [(c["id"], c["status"], c["report_count"]) for c in listed["items"]] == [(twice, "published", 2)]
+    assert listed["items"][0]["author"] is None  # anonymous, also to admins
 
 
 ADMIN_CALLS = [

@@ -52,7 +52,8 @@ def operations(config: Config) -> list[Operation]:
            {"200": json_body(obj({"result": {"type": "object"}}))}, "404"),
         op("GET", "/confessions", confessions, "listConfessionsByStatus", "Confessions by status, newest first",
            {"200": json_body(PAGE)}, "422",
-           query=(Param("status", {"type": "string", "enum": ["pending", "rejected", "hidden"]}, required=True),
+           query=(Param("status", {"type": "string", "enum": ["pending", "rejected", "hidden", "reported"],
+                                   "description": "reported: published, with at least one report"}, required=True),
                   LIMIT, CURSOR)),
         op("POST", f"/confessions/{ID}/hide", decision("hide"), "hideConfession", "Hide a published confession",
            {"200": CONFESSION}, "404"),
@@ -117,8 +118,11 @@ async def job_run(request: web.Request, i: Input) -> web.Response:
 
 async def confessions(request: web.Request, i: Input) -> web.Response:
     await operator(request)
-    page = await request.app[WALL].moderation.by_status(i.query["status"], i.query["limit"], i.query.get("cursor"))
-    return respond({"items": [confession_json(c, False, None) | {"rejection_reason": c.rejection_reason}
+    moderation = request.app[WALL].moderation
+    page = await moderation.by_status(i.query["status"], i.query["limit"], i.query.get("cursor"))
+    reports = await moderation.report_counts(page)
+    return respond({"items": [confession_json(c, False, None) | {"rejection_reason": c.rejection_reason,
+                                                                 "report_count": reports.get(c.id, 0)}
                               for c in page.items], "next_cursor": page.next_cursor})
 
 

@@ -93,6 +93,7 @@ SCHEMAS: dict[str, Schema] = {
                    "description": "null when anonymous, except in the author's own view"},
         "empathized": {"type": "boolean"},
         "rejection_reason": {"type": ["string", "null"], "description": "only in the author's own view and to admins"},
+        "report_count": {"type": "integer", "minimum": 0, "description": "only to admins"},
     }, ["id", "content", "category", "status", "ai_response", "ai_fallback", "empathy_count", "is_popular",
         "created_at", "published_at", "author", "empathized"]),
     "User": obj({

@@ -391,13 +391,25 @@ class SQLiteStorage:
     async def by_status(self, status: str, limit: int, after: Cursor | None) -> list[Confession]:
         # The partial index confessions_status is usable only when its own WHERE term appears
         # in the query, so it is repeated here beside the status (from a closed set).
-        assert status in ("pending", "rejected", "hidden"), status
-        where, args = [f"c.status = '{status}'", "c.status IN ('pending', 'rejected', 'hidden')"], []
+        assert status in ("pending", "rejected", "hidden", "reported"), status
+        if status == "reported":  # found through the reports' primary key, not by scanning the wall
+            where = ["c.status = 'published'", "c.id IN (SELECT confession_id FROM reports)"]
+        else:
+            where = [f"c.status = '{status}'", "c.status IN ('pending', 'rejected', 'hidden')"]
+        args: list[Any] = []
         if after is not None:
             where.append("(c.created_at, c.id) < (?, ?)")
             args += list(after)
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
+
+    async def report_counts(self, confession_ids: list[int]) -> dict[int, int]:
+        if not confession_ids:
+            return {}
+        marks = ",".join("?" * len(confession_ids))
+        rows = await self.r.fetch(f"SELECT confession_id, count(*) FROM reports WHERE confession_id IN ({marks})"
+                                  " GROUP BY confession_id", tuple(confession_ids))
+        return {r[0]: r[1] for r in rows}
 
     async def set_password(self, username: str, password_hash: str) -> bool:
         """A new password signs the user out everywhere: every session of theirs is deleted."""
