@@ -183,3 +183,26 @@ async def test_a_silent_redis_does_not_hold_up_what_makes_an_event(tmp_path: Pat
     assert r.status == 200 and time.monotonic() - started < 1.0
     proxy.heal()
     await proxy.stop()
+
+
+async def test_the_console_stream_sends_queue_counts_when_they_change_at_most_once_a_second(client: Any) -> None:
+    api = Api(client)
+    author = await api.register()
+    assert (await client.get("/api/v1/admin/events")).status == 401
+    assert (await client.get("/api/v1/admin/events", headers=api.auth(author))).status == 403
+    admin = await admin_token(api)
+    stream = await client.get("/api/v1/admin/events", headers=api.auth(admin))
+    assert stream.status == 200 and stream.headers["Content-Type"] == "text/event-stream"
+    first = await next_event(stream)
+    assert first["event"] == "queue" and first["data"]["completed"] == 0 and "id" not in first
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for _ in range(5):  # five jobs done, and ten wall events that must not wake a read each
+        await api.post(author)
+    seen = [first["data"]]
+    while seen[-1]["completed"] < 5:
+        seen.append((await next_event(stream))["data"])
+    elapsed = loop.time() - started
+    assert len(seen) - 1 <= elapsed + 1, (seen, elapsed)  # at most once a second
+    assert all(a != b for a, b in zip(seen, seen[1:]))  # only when they change
+    stream.close()

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cwalld.config import Config
 from cwalld.domain import User
-from cwalld.http import auth
+from cwalld.http import auth, sse
 from cwalld.http.json import respond
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.http.openapi import PAGE, json_body, obj, ref
@@ -39,6 +39,10 @@ def operations(config: Config) -> list[Operation]:
 
     return [
         op("GET", "/queue", queue_stats, "getQueueStats", "AI job queue counts", {"200": json_body(ref("QueueStats"))}),
+        op("GET", "/events", queue_events, "streamAdminEvents",
+           "Live queue counts (Server-Sent Events): `queue` when they change, at most once a second",
+           {"200": {"description": "An event stream (never ends on its own)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}}}}, "429"),
         op("POST", "/queue/clean", queue_clean, "cleanQueue", "Forget finished job records older than grace_seconds",
            {"200": json_body(obj({"removed": COUNT}))}, "400 408 413 415 422",
            body=obj({"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 10**9}})),
@@ -89,6 +93,14 @@ def admin_json(u: User) -> dict[str, object]:
 async def queue_stats(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     return respond(await request.app[WALL].queue.stats())
+
+
+async def queue_events(request: web.Request, i: Input) -> web.StreamResponse:
+    """The console's live counts. Read, not told: one ``stats()`` a second per open stream,
+    which ``[events].max_per_client`` bounds and only admins can open."""
+    await operator(request)
+    wall = request.app[WALL]
+    return await sse.send(request, lambda sub: wall.live.watch(sub, "queue", wall.queue.stats))
 
 
 async def queue_clean(request: web.Request, i: Input) -> web.Response:

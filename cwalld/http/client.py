@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from cwalld.http.keys import WALL
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -42,3 +44,8 @@ def https(request: web.Request, nets: list[Network]) -> bool:
     if not nets or not _trusted(request.remote or "", nets):
         return False
     return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
+
+
+def of(request: web.Request) -> str:
+    """The client's address for rate limits (never logged, never stored)."""
+    return address(request, networks(request.app[WALL].config.server.trusted_proxies))

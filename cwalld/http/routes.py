@@ -10,7 +10,7 @@ from aiohttp import hdrs, web
 from cwalld import metrics
 from cwalld.config import Config
 from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized, User
-from cwalld.http import admin, auth, client
+from cwalld.http import admin, auth, client, sse
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.http.openapi import NOT_MODIFIED, PAGE, json_body, obj, ref
@@ -110,11 +110,6 @@ def operations(config: Config) -> list[Operation]:
 # --- shaping ---
 
 
-def client_of(request: web.Request) -> str:
-    """The client's address for rate limits (never logged, never stored)."""
-    return client.address(request, client.networks(request.app[WALL].config.server.trusted_proxies))
-
-
 def id_param(request: web.Request) -> int:
     return int(request.match_info["id"])
 
@@ -204,22 +199,10 @@ async def get_confession(request: web.Request, i: Input) -> web.Response:
 
 async def events(request: web.Request, i: Input) -> web.StreamResponse:
     """The wall's live updates; a client reconnecting sends ``Last-Event-ID`` (browsers do)."""
-    live = request.app[WALL].live
     last = request.headers.get("Last-Event-ID") or None
     if last is not None and not EVENT_ID.fullmatch(last):
         raise Invalid({"Last-Event-ID": "not an event id this API sent"})
-    sub = live.open(client_of(request))
-    try:
-        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "text/event-stream", hdrs.CACHE_CONTROL: "no-cache",
-                                               "X-Accel-Buffering": "no"})
-        await response.prepare(request)
-        async for text in live.stream(sub, last):
-            await response.write(text)
-    except ConnectionResetError:  # the client left
-        pass
-    finally:
-        live.close(sub)
-    return response
+    return await sse.send(request, lambda sub: request.app[WALL].live.stream(sub, last))
 
 
 # --- accounts ---
@@ -227,12 +210,12 @@ async def events(request: web.Request, i: Input) -> web.StreamResponse:
 
 async def register(request: web.Request, i: Input) -> web.Response:
     token, user = await request.app[WALL].accounts.register(i.body["username"], i.body["password"], i.body.get("name"),
-                                                            client_of(request))
+                                                            client.of(request))
     return signed_in_as(request, i, token, user, 201)
 
 
 async def login(request: web.Request, i: Input) -> web.Response:
-    token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"], client_of(request))
+    token, user = await request.app[WALL].accounts.login(i.body["username"], i.body["password"], client.of(request))
     return signed_in_as(request, i, token, user, 200)
 
 

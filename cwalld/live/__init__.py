@@ -21,7 +21,7 @@ import contextlib
 import re
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -207,6 +207,36 @@ class Live:
             if text:
                 yield text
             sent = entry.id
+
+    async def watch(self, sub: Subscriber, kind: str, read: Callable[[], Awaitable[Any]],
+                    every: float = 1.0) -> AsyncIterator[bytes]:
+        """The SSE text of a value that is read, not told: ``read()`` every ``every`` seconds,
+        sent as event ``kind`` when it changed (so at most once per ``every``), a comment line
+        when nothing was sent for ``heartbeat`` seconds. No ids: a reconnect gets the value now,
+        which is all there is to miss. A failed read skips its turn (the backend is away)."""
+        loop = asyncio.get_running_loop()
+        yield b"retry: 2000\n\n"
+        last: Any = None
+        sent_at = loop.time()
+        while True:
+            try:
+                value = await read()
+            except Exception:  # noqa: BLE001 - /readyz says what is away; the stream waits for it
+                value = last
+            if value != last:
+                last, sent_at = value, loop.time()
+                yield f"event: {kind}\ndata: ".encode() + orjson.dumps(value) + b"\n\n"
+            elif loop.time() - sent_at >= self.settings.heartbeat:
+                sent_at = loop.time()
+                yield b": keep-alive\n\n"
+            deadline = loop.time() + every
+            while (left := deadline - loop.time()) > 0:  # the wall's entries wake it: they are dropped
+                if None in sub.items:
+                    return  # stop
+                sub.items.clear()
+                sub.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(sub.wake.wait(), left)
 
     async def _render(self, entry: Entry) -> bytes | None:
         """An entry as SSE text, made once per process (the confession as anyone sees it now)."""
