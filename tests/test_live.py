@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 
 from cwalld import config as configmod
+from cwalld.live.local import LocalLog
 from tests.conftest import Api, test_config
 from tests.test_admin import admin_token
 from tests.test_redis_daemon import redis_env
@@ -206,3 +207,18 @@ async def test_the_console_stream_sends_queue_counts_when_they_change_at_most_on
     assert len(seen) - 1 <= elapsed + 1, (seen, elapsed)  # at most once a second
     assert all(a != b for a, b in zip(seen, seen[1:]))  # only when they change
     stream.close()
+
+
+async def test_a_restarted_process_sends_reset_for_ids_from_before_it_began() -> None:
+    """Without Redis the log lives in the process: after a restart it had answered an older id with
+    only its own entries, a silent gap (what the client missed before the restart is gone)."""
+    old = LocalLog()
+    await old.append("empathy", 1, 300)
+    last = await old.head()
+    await old.append("empathy", 1, 300)  # missed by a client that lost its connection; then a restart
+    await asyncio.sleep(0.01)
+    new = LocalLog()
+    assert await new.since(last, 300) is None  # reset: reload the feed
+    fresh = await new.head()  # a client that connected to the new process and saw nothing yet
+    await new.append("removed", 2, 300)
+    assert [e.kind for e in await new.since(fresh, 300) or []] == ["removed"]

@@ -1,4 +1,7 @@
-"""The event log of one process (no Redis): a deque over the replay window."""
+"""The event log of one process (no Redis): a deque over the replay window.
+
+It begins with the process: an id from before then (a client of the previous run) may have
+missed entries that are gone, so it gets ``reset``, never a silent gap."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ class LocalLog:
 
     def __init__(self) -> None:
         self.entries: deque[Entry] = deque()
-        self._last = (0, 0)
+        self._begun = (int(time.time() * 1000), 0)
+        self._last = self._begun
         self._deliver: Callable[[Entry], None] = lambda entry: None
 
     async def append(self, kind: str, confession_id: int, window: float) -> None:
@@ -31,7 +35,7 @@ class LocalLog:
         return f"{self._last[0]}-{self._last[1]}"
 
     async def since(self, last_id: str, window: float) -> list[Entry] | None:
-        if order(last_id)[0] < time.time() * 1000 - window * 1000:
+        if order(last_id)[0] < time.time() * 1000 - window * 1000 or order(last_id) < self._begun:
             return None
         return [e for e in self.entries if order(e.id) > order(last_id)]
 
