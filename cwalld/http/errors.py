@@ -1,7 +1,7 @@
 """One error shape for every failure: ``{"error": {"code", "message"[, "fields"]}}``.
 
 Domain errors map to their status here; anything unexpected becomes a logged 500 with no trace
-sent to the client.
+sent to the client. Messages follow ``Accept-Language`` (http/messages.py); codes never do.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from aiohttp import web
 from cwalld.domain import (
     DomainError, Forbidden, Invalid, LastAdmin, NotFound, StorageUnavailable, TooMany, Unauthorized, UsernameTaken,
 )
+from cwalld.http import messages
 
 log = structlog.get_logger("cwalld.http")
 
@@ -45,11 +46,17 @@ class ApiError(Exception):
         self.status, self.message, self.code = status, message, code or CODES[status]
 
 
-def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
+def error_response(status: int, code: str, message: str, lang: str = "en", **extra: object) -> web.Response:
+    fields = extra.get("fields")
+    if lang == "tr":
+        message = messages.turkish(message, code)
+        if isinstance(fields, dict):
+            fields = {k: messages.turkish(v) for k, v in fields.items()}
+            message = "; ".join(f"{k}: {v}" for k, v in fields.items())
     body: dict[str, object] = {"code": code, "message": message}
     headers = {}
-    if "fields" in extra:
-        body["fields"] = extra["fields"]
+    if fields is not None:
+        body["fields"] = fields
     if "retry_after" in extra:
         headers["Retry-After"] = str(extra["retry_after"])
     if "allow" in extra:
@@ -72,6 +79,7 @@ async def handle(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def to_response(request: web.Request, exc: Exception) -> web.Response:
     """The error response for anything a handler raised (HTTP redirects aside)."""
+    lang = messages.language(request.headers.get("Accept-Language"))
     if isinstance(exc, DomainError):
         extra: dict[str, object] = {}
         if isinstance(exc, Invalid):
@@ -79,16 +87,16 @@ def to_response(request: web.Request, exc: Exception) -> web.Response:
         if isinstance(exc, (TooMany, StorageUnavailable)):
             extra["retry_after"] = exc.retry_after
         status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 400)
-        return error_response(status, exc.code, exc.message, **extra)
+        return error_response(status, exc.code, exc.message, lang, **extra)
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, lang)
     if isinstance(exc, web.HTTPException) and exc.status >= 400:
         extra = {"allow": ", ".join(sorted(exc.allowed_methods))} if isinstance(exc, web.HTTPMethodNotAllowed) else {}
         message = {404: "no such resource", 405: f"{request.method} is not allowed here",
                    413: "request body too large"}.get(exc.status, exc.reason)
-        return error_response(exc.status, CODES.get(exc.status, "error"), message, **extra)
+        return error_response(exc.status, CODES.get(exc.status, "error"), message, lang, **extra)
     if isinstance(exc, ConnectionError):  # the client went away mid-request
         log.debug("client_disconnected", method=request.method, path=request.path)
-        return error_response(400, "client_disconnected", "the connection closed before the request was read")
+        return error_response(400, "client_disconnected", "the connection closed before the request was read", lang)
     log.error("unhandled_error", method=request.method, path=request.path, exc_info=exc)
-    return error_response(500, "internal", "internal error")
+    return error_response(500, "internal", "internal error", lang)

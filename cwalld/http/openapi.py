@@ -79,7 +79,8 @@ def document(operations: list[Operation]) -> dict[str, Any]:
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj({"error": obj({
-        "code": {"type": "string"}, "message": {"type": "string"},
+        "code": {"type": "string"},
+        "message": {"type": "string", "description": "Turkish when Accept-Language prefers tr to en, else English"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}}}, ["code", "message"])}),
     "Author": obj({"username": {"type": "string"}, "name": {"type": ["string", "null"]},
                    "image": {"type": ["string", "null"]}}),
