@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -80,9 +81,15 @@ def test_the_executable_needs_no_python(dist: Path, tmp_path: Path) -> None:
             except OSError:
                 assert time.monotonic() < deadline and serve.poll() is None, "serve did not become ready"
                 time.sleep(0.1)
-        for path in ("/api/v1/categories", "/api/docs", "/api/docs/swagger-ui-bundle.js"):
+        for path in ("/api/v1/categories", "/api/docs", "/api/docs/swagger-ui-bundle.js", "/", "/admin"):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r2:
                 assert r2.status == 200, path
+                if path == "/":  # the page's files travel inside the executable too
+                    assets = re.findall(r'/static/[\w.]+', r2.read().decode())
+        assert len(assets) == 2, assets
+        for path in assets:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r2:
+                assert r2.status == 200 and b"{{" not in r2.read(), path
         # The executable unpacks itself and runs cwalld as its child: READY=1 and the watchdog
         # pings come from another PID than the one systemd started (so the unit says
         # NotifyAccess=all), and the child must ping although WATCHDOG_PID names its parent.

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cwalld import logs, metrics
 from cwalld.config import Config
-from cwalld.http import docs, errors, openapi, routes, schema
+from cwalld.http import docs, errors, openapi, routes, schema, web as page
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
@@ -84,6 +84,7 @@ def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     app[OPENAPI] = openapi.document(operations)
     schema.add(app, operations)
     docs.add(app)
+    page.add(app)
 
     async def end_streams(_: web.Application) -> None:  # before the server waits for its handlers
         wall.live.end_streams()
