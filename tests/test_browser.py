@@ -147,6 +147,10 @@ async def test_at_375_px_nothing_scrolls_sideways_and_the_screenshots(browser: B
     narrow = await open_wall(browser, wall.url, width=375)
     await expect(narrow.page.locator("#items .card")).to_have_count(2)
     assert await narrow.page.evaluate("document.documentElement.scrollWidth") <= 375
+    unlabelled = "[...document.querySelectorAll('input, select, textarea, button')].filter(e => " \
+                 "!e.closest('[hidden]') && !(e.labels?.length || e.getAttribute('aria-label') || e.textContent.trim()))" \
+                 ".map(e => e.outerHTML)"
+    assert await wide.page.evaluate(unlabelled) == []  # every control says what it is
     await shot(wide.page, tmp_path, "wall-desktop.png")
     await shot(narrow.page, tmp_path, "wall-375.png")
     for w in (wide, narrow):
