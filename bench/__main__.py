@@ -145,7 +145,7 @@ function request()
   sent = sent + 1
   local body = '{"content": "Bench itirafı ' .. tag .. '-' .. sent .. ': bugün kimseye söyleyemediğim bir şey oldu.", "category": "other"}'
   return wrk.format("POST", "/api/v1/confessions",
-    {["Authorization"] = "Bearer bench-token-" .. i, ["Content-Type"] = "application/json"}, body)
+    {["Authorization"] = string.format("Bearer bench-token-%%06d", i), ["Content-Type"] = "application/json"}, body)
 end
 """
 
@@ -195,7 +195,8 @@ async def time_popular(db: str) -> float:
 
 
 def wrk(binary: str, url: str, duration: int, connections: int,
-        script: str | None = None) -> tuple[float, float, float, int]:
+        script: str | None = None) -> tuple[float, float, float, int, int]:
+    """rps, p50 and p99 in ms, requests, and how many of them were not answered 2xx or 3xx."""
     args = [binary, "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         args += ["-s", script]
@@ -207,10 +208,8 @@ def wrk(binary: str, url: str, duration: int, connections: int,
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        print(f"  warning: {errors.group(1)} non-2xx responses on {url}", file=sys.stderr)
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return rps, pct("50"), pct("99"), requests
+    return rps, pct("50"), pct("99"), requests, int(errors.group(1)) if errors else 0
 
 
 def table(rows: list[Row]) -> str:
@@ -257,7 +256,9 @@ def main() -> None:
         def run(name: str, url: str, pid: int, note: str = "", lua: Path | None = None) -> Row:
             print(f"  {name}…", file=sys.stderr)
             cpu = cpu_seconds(pid)
-            rps, p50, p99, requests = wrk(binary, url, d, c, str(lua) if lua else None)
+            rps, p50, p99, requests, failed = wrk(binary, url, d, c, str(lua) if lua else None)
+            if failed:  # a row of refusals measures the refusal: say so in the table itself
+                note = f"{note}; {failed:,} of {requests:,} answers not 2xx" if note else f"{failed:,} of {requests:,} answers not 2xx"
             row = Row(name, rps, p50, p99, note=note, cpu_us=(cpu_seconds(pid) - cpu) / max(requests, 1) * 1e6)
             rows.append(row)
             return row

@@ -61,7 +61,7 @@ async def seed(path: str, rows: int, users: int, tokens: int = 0, popular: int =
     await w.run(lambda db: db.executemany(
         "INSERT INTO empathies (confession_id, user_id, created_at) VALUES (?, ?, ?)",
         ((cid, uid, _ts(start)) for cid, n in hot_ids for uid in rng.sample(range(1, users + 1), n))))
-    out = [f"bench-token-{uid}" for uid in range(1, tokens + 1)]
+    out = [f"bench-token-{uid:06d}" for uid in range(1, tokens + 1)]  # 18 characters: a token's shape
     expires = _ts(datetime.now(UTC) + timedelta(days=1))
     await w.run(lambda db: db.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", (
         (hashlib.sha256(token.encode()).hexdigest(), uid, _ts(start), expires) for uid, token in enumerate(out, 1))))

@@ -22,3 +22,4 @@ def test_bench_smoke_prints_the_table() -> None:
                      "RSS MB, idle after start (redis)", "AI job: cwalld.ai, direct aiohttp"):
         assert scenario in names, scenario
     assert re.match(r"written to bench/results/\d{8}-\d{6}\.json", lines[-1])
+    assert [line for line in lines if "not 2xx" in line] == []  # a row of refusals would measure refusals
