@@ -1,7 +1,8 @@
 """The composition root: build every adapter from the config, wire them, run them in order.
 
 Start: storage (migrations) → consumers → pending confessions queued again → scheduler →
-control socket → HTTP listens.
+control socket → HTTP listens. ``[server].roles`` leaves out the consumers, the scheduler or
+the public HTTP API (a worker still answers /healthz, /readyz and /metrics).
 Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes in-flight requests → control socket and
 scheduler stop → consumers finish active jobs within ``queue.shutdown_grace`` → AI client, cache
 and database closed.
@@ -106,6 +107,7 @@ def build(config: Config) -> web.Application:
     app = http.create(config, wall, scheduler)
     daemon = Daemon(config, storage, queue, ai, cache, wall, scheduler, app)
     app[DAEMON] = daemon
+    roles = config.server.roles  # read at start: a reload keeps them (a restart key)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         # Each part's stop is stacked as it starts: a start that fails half way stops what ran.
@@ -118,17 +120,20 @@ def build(config: Config) -> web.Application:
             except (OSError, sqlite3.Error) as e:
                 raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
             await wall.open()
-            wall.live.start()
+            if "http" in roles:  # the streams' follower: only a process that serves them needs it
+                wall.live.start()
             started.push_async_callback(wall.live.stop)
             queue.on_recovered = lambda: _background(wall.jobs.requeue_pending(), "requeue_failed")
-            await queue.start(wall.replies)
             started.push_async_callback(lambda: queue.stop(daemon.config.queue.shutdown_grace))
             started.push_async_callback(wall.regenerate.stop)  # first: it calls the AI, like the jobs
-            try:
-                await wall.jobs.requeue_pending()
-            except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
-                log.warning("requeue_failed", error=str(e))
-            await scheduler.start(catch_up=not storage.created)  # a new database missed no tick
+            if "consumers" in roles:  # without them this process still enqueues
+                await queue.start(wall.replies)
+                try:
+                    await wall.jobs.requeue_pending()
+                except Exception as e:  # noqa: BLE001 - the recovery job queues them once the queue is back
+                    log.warning("requeue_failed", error=str(e))
+            if "scheduler" in roles:  # without it `jobs list` still reads the shared run records
+                await scheduler.start(catch_up=not storage.created)  # a new database missed no tick
             started.push_async_callback(scheduler.stop)
             try:
                 operator = await control.start(control.create(wall, scheduler), config.server.socket)
@@ -259,10 +264,12 @@ async def serve(config: Config) -> None:
     except OSError as e:
         await runner.cleanup()
         raise StartFailed(f"cannot listen on {config.server.host}:{config.server.port}: {e.strerror or e}") from None
-    status = (f"serving on {config.server.host}:{config.server.port}, {config.queue.concurrency} consumers, "
+    roles = config.server.roles
+    consumers = config.queue.concurrency if "consumers" in roles else 0
+    status = (f"serving on {config.server.host}:{config.server.port} as {'+'.join(roles)}, {consumers} consumers, "
               f"{'redis' if config.redis.url else 'embedded'} queue, AI {'on' if config.ai.api_key else 'off'}")
-    log.info("listening", url=f"http://{config.server.host}:{config.server.port}", config=config.source,
-             queue="redis" if config.redis.url else "embedded", consumers=config.queue.concurrency,
+    log.info("listening", url=f"http://{config.server.host}:{config.server.port}", config=config.source, roles=roles,
+             queue="redis" if config.redis.url else "embedded", consumers=consumers,
              ai="on" if config.ai.api_key else "off (fallback replies)")
     # Everything built at start lives as long as the process: keep it out of the garbage
     # collector's scans, which otherwise walk it on every full collection.

@@ -40,6 +40,9 @@ def parser() -> argparse.ArgumentParser:
     for name, text in (("serve", "run the daemon (the default)"), ("check", "check config, database, Redis and AI")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+        if name == "serve":
+            sp.add_argument("--role", action="append", choices=configmod.ROLES, dest="roles",
+                            help="run only this part (repeat for more); overrides [server].roles")
         if name == "check":
             sp.add_argument("--config-only", action="store_true",
                             help="only read and check the config (what systemctl reload runs first)")
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         cfg = configmod.load(getattr(args, "sub_config", None) or args.config, default=configmod.DEFAULT_PATH)
+        if getattr(args, "roles", None):
+            cfg = configmod.checked(configmod.replace(cfg, server={"roles": args.roles}))
     except ConfigError as e:
         for problem in e.problems:
             print(f"cwalld: config error: {problem.line}", file=sys.stderr)

@@ -40,6 +40,9 @@ class ConfigError(Exception):
         return cls(first.source, first.key, first.problem, problems[1:])
 
 
+ROLES = ("http", "consumers", "scheduler")  # what one process runs ([server].roles); by default all three
+
+
 @dataclass(frozen=True)
 class Server:
     host: str = "127.0.0.1"
@@ -53,6 +56,7 @@ class Server:
     body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
     max_connections: int = 1000
+    roles: list[str] = field(default_factory=lambda: list(ROLES))
 
     @property
     def socket(self) -> str:
@@ -524,6 +528,12 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
     for key in ("header_timeout", "body_timeout", "keepalive_timeout"):
         need(getattr(cfg.server, key) > 0, f"server.{key}", "must be greater than 0")
     need(cfg.server.max_connections >= 1, "server.max_connections", "must be at least 1")
+    roles = cfg.server.roles
+    if not roles or any(r not in ROLES for r in roles) or len(set(roles)) != len(roles):
+        need(False, "server.roles", f"must name some of {', '.join(ROLES)}, each once, not {_toml(roles)}")
+    else:  # without Redis the queue lives in one process: its consumers must be the ones it enqueues to
+        need(set(roles) == set(ROLES) or bool(cfg.redis.url), "server.roles",
+             "only some roles need redis.url (without Redis the queue is one process's own)")
     need(bool(cfg.storage.path), "storage.path", "must not be empty")
     need(cfg.storage.synchronous in ("full", "normal"), "storage.synchronous", "must be full or normal")
     need(cfg.redis.url == "" or cfg.redis.url.split("://")[0] in ("redis", "rediss", "unix"),
@@ -596,5 +606,14 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
     """A copy with some keys changed, e.g. ``replace(cfg, queue={"retries": 0})`` (tests, CLI)."""
     changes = {name: dataclasses.replace(getattr(cfg, name), **values) for name, values in sections.items()}
     return dataclasses.replace(cfg, **changes)
+
+
+def checked(cfg: Config) -> Config:
+    """``cfg`` if its values can work together (after a ``replace`` from the command line)."""
+    problems: list[ConfigError] = []
+    _check(cfg, problems)
+    if problems:
+        raise ConfigError.of(problems)
+    return cfg
 
 

@@ -91,12 +91,14 @@ class Scheduler:
         self._loops = []
 
     async def reschedule(self, jobs: list[Job], timezone: str, claim_timeout: float | None = None) -> None:
-        """New schedules (a config reload): the loops restart; running jobs run on."""
+        """New schedules (a config reload): the loops restart, if they ran; running jobs run on."""
+        was_running = bool(self._loops)
         await self._stop_loops()
         self.jobs, self.tz = {j.name: j for j in jobs}, ZoneInfo(timezone)
         if claim_timeout is not None:
             self.claim_timeout = claim_timeout
-        await self.start(catch_up=False)
+        if was_running:  # a process without the scheduler role only describes the jobs
+            await self.start(catch_up=False)
 
     @property
     def running(self) -> bool:

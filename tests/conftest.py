@@ -133,7 +133,8 @@ async def client(tmp_path: Path, fake_ai: FakeOpenAI, make_client: Any) -> TestC
 
 
 class Daemon:
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], argv: tuple[str, ...] = ()) -> None:
+        self.argv = argv  # after `python -m cwalld`, e.g. ("serve", "--role", "http")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "CWALLD_SERVER_PORT": str(self.port), "CWALLD_AUTH_REGISTRATIONS_PER_HOUR": "10000",
@@ -145,7 +146,7 @@ class Daemon:
 
     async def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "cwalld"], cwd=self.workdir, env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "cwalld", *self.argv], cwd=self.workdir, env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT)
         async with aiohttp.ClientSession() as s:
             for _ in range(200):
@@ -173,8 +174,8 @@ class Daemon:
 def daemons() -> Any:
     started: list[Daemon] = []
 
-    def make(workdir: Path, **env: str) -> Daemon:
-        d = Daemon(workdir, env)
+    def make(workdir: Path, argv: tuple[str, ...] = (), **env: str) -> Daemon:
+        d = Daemon(workdir, env, argv)
         started.append(d)
         return d
 

@@ -186,8 +186,8 @@ async def test_metrics_token(tmp_path: Path, fake_ai: Any, make_client: Any) -> 
 async def test_readyz_follows_redis(tmp_path: Path, fake_ai: Any, make_client: Any, own_redis: Any) -> None:
     api = Api(await make_client(test_config(tmp_path, fake_ai.url, redis={"url": own_redis.url})))
     r = await api.c.get("/readyz")
-    assert r.status == 200 and await r.json() == {"db": "ok", "redis": "ok", "consumers": 5, "scheduler": "ok",
-                                                  "ai": "ok"}
+    assert r.status == 200 and await r.json() == {"roles": ["http", "consumers", "scheduler"], "db": "ok", "redis": "ok",
+                                                  "consumers": 5, "scheduler": "ok", "ai": "ok"}
     own_redis.stop()
     r = await api.c.get("/readyz")
     assert r.status == 503 and (await r.json())["redis"] == "down"

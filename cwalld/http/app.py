@@ -70,7 +70,7 @@ def cors(origins: list[str]):  # type: ignore[no-untyped-def]
 
 # Read when the app is built: a reload reports a change of these and keeps the running values.
 RESTART_KEYS = ("server.host", "server.port", "server.max_body_bytes", "server.cors_origins", "server.header_timeout",
-                "server.keepalive_timeout", "server.max_connections")
+                "server.keepalive_timeout", "server.max_connections", "server.roles")
 
 
 def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
@@ -81,10 +81,14 @@ def create(config: Config, wall: Wall, scheduler: Scheduler) -> web.Application:
     app[WALL] = wall
     app[SCHEDULER] = scheduler
     operations = routes.operations(config)
+    serving = "http" in config.server.roles
+    if not serving:  # a worker process answers its operators only: health, readiness, metrics
+        operations = [op for op in operations if op.tag == "operations"]
     app[OPENAPI] = openapi.document(operations)
     schema.add(app, operations)
-    docs.add(app)
-    page.add(app)
+    if serving:
+        docs.add(app)
+        page.add(app)
 
     async def end_streams(_: web.Application) -> None:  # before the server waits for its handlers
         wall.live.end_streams()

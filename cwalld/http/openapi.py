@@ -109,10 +109,12 @@ SCHEMAS: dict[str, Schema] = {
         "empathies": {"type": "integer"}, "users": {"type": "integer"},
         "by_category": {"type": "object", "additionalProperties": {"type": "integer"}},
     }),
-    "Readiness": obj({"db": {"enum": ["ok", "down", "full", "error", "busy"]},
+    "Readiness": obj({"roles": {"type": "array", "items": {"enum": ["http", "consumers", "scheduler"]}},
+                      "db": {"enum": ["ok", "down", "full", "error", "busy"]},
                       "redis": {"enum": ["ok", "down", "disabled"]},
-                      "consumers": {"type": "integer"}, "scheduler": {"enum": ["ok", "stopped"]},
-                      "ai": {"enum": ["ok", "degraded", "disabled"]}}),
+                      "consumers": {"type": "integer", "description": "only where this process runs consumers"},
+                      "scheduler": {"enum": ["ok", "stopped"], "description": "only where it runs the scheduler"},
+                      "ai": {"enum": ["ok", "degraded", "disabled"]}}, ["roles", "db", "redis", "ai"]),
     "Job": obj({
         "name": {"type": "string"}, "schedule": {"type": "string"}, "next_run": TS,
         "last_run": {"oneOf": [{"type": "null"}, obj({

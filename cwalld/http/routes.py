@@ -122,12 +122,17 @@ async def healthz(request: web.Request, i: Input) -> web.Response:
 
 
 async def readyz(request: web.Request, i: Input) -> web.Response:
-    """Ready to serve: the database answers, Redis (if configured) answers, consumers and the
-    scheduler run. 503 otherwise, with what is wrong. ``ai`` is said but does not decide: with the
-    AI off or degraded the wall still publishes, with fallback replies."""
+    """Ready to serve: the database answers, Redis (if configured) answers, and the parts this
+    process runs ([server].roles) run: consumers, the scheduler. 503 otherwise, with what is wrong.
+    ``ai`` is said but does not decide: with the AI off or degraded the wall still publishes,
+    with fallback replies."""
     wall, scheduler = request.app[WALL], request.app[SCHEDULER]
-    state: dict[str, object] = {"db": "ok", "redis": "disabled", "consumers": wall.queue.consumers,
-                                "scheduler": "ok" if scheduler.running else "stopped", "ai": wall.replies.ai.health}
+    roles = wall.config.server.roles
+    state: dict[str, object] = {"roles": roles, "db": "ok", "redis": "disabled", "ai": wall.replies.ai.health}
+    if "consumers" in roles:
+        state["consumers"] = wall.queue.consumers
+    if "scheduler" in roles:
+        state["scheduler"] = "ok" if scheduler.running else "stopped"
     try:
         async with asyncio.timeout(2):
             await wall.storage.ping()
@@ -141,7 +146,8 @@ async def readyz(request: web.Request, i: Input) -> web.Response:
             state["redis"] = "ok"
         except Exception:  # noqa: BLE001
             state["redis"] = "down"
-    ready = state["db"] == "ok" and state["redis"] != "down" and state["consumers"] and state["scheduler"] == "ok"
+    ready = (state["db"] == "ok" and state["redis"] != "down" and state.get("consumers", 1) != 0
+             and state.get("scheduler", "ok") == "ok")
     return respond(state, status=200 if ready else 503)
 
 
