@@ -77,6 +77,17 @@ def parser() -> argparse.ArgumentParser:
     regen = asub.add_parser("regenerate", help="ask the AI again for fallback replies; shows progress")
     regen.add_argument("--since", default="7d", help="how far back: 30m, 12h, 7d … or all (default 7d)")
     regen.add_argument("--dry-run", action="store_true", help="only count them")
+    backup = sub.add_parser("backup", help="an online, checked copy of the database (asks the running daemon, "
+                                           "else copies the file itself)")
+    backup.add_argument("file")
+    restore = sub.add_parser("restore", help="put a backup in place of the database (the daemon must be stopped; "
+                                             "the old one is kept as *.before-restore)")
+    restore.add_argument("file")
+    for sp in (backup, restore):
+        sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
+        which = sp.add_mutually_exclusive_group()
+        which.add_argument("--socket", help="the daemon's control socket (default: [server].control_socket)")
+        which.add_argument("--port", type=int, help="the daemon serving this port (its default socket)")
     for group in (usub, qsub, csub, jsub, asub):
         for sp in group.choices.values():
             sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = configmod.replace(cfg, server={"control_socket": "", "port": args.port})
     elif getattr(args, "socket", None):
         cfg = configmod.replace(cfg, server={"control_socket": args.socket})
+    if command in ("backup", "restore"):
+        return run(lambda: (take_backup if command == "backup" else put_back)(cfg, os.path.abspath(args.file)))
     if command == "ai":
         return run(lambda: regenerate(cfg, args.since, args.dry_run, args.json))
     method, path, payload = {
@@ -276,6 +289,10 @@ class Refused(Exception):
     """The daemon cannot be asked, or said no: the message is for the operator."""
 
 
+class NotRunning(Refused):
+    """No daemon answers on the control socket."""
+
+
 async def ask(cfg: Config, method: str, path: str, payload: object) -> dict:  # type: ignore[type-arg]
     """One request to the running daemon over its control socket."""
     import aiohttp
@@ -290,7 +307,7 @@ async def ask(cfg: Config, method: str, path: str, payload: object) -> dict:  # 
                     raise Refused(body["error"]["message"])
                 return body  # type: ignore[no-any-return]
     except (aiohttp.ClientConnectionError, FileNotFoundError):
-        raise Refused(f"the daemon is not running (no control socket at {sock})") from None
+        raise NotRunning(f"the daemon is not running (no control socket at {sock})") from None
 
 
 async def control_call(cfg: Config, method: str, path: str, payload: object, as_json: bool) -> int:
@@ -303,6 +320,56 @@ async def control_call(cfg: Config, method: str, path: str, payload: object, as_
         print(f"cwalld: {e}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body, cfg.scheduler.timezone))
+    return 0
+
+
+async def take_backup(cfg: Config, file: str) -> int:
+    """The running daemon copies its database (it goes on serving); with none running, the
+    file is copied here, the same way. Either way the copy is checked before it is named."""
+    import sqlite3
+
+    from cwalld.storage import backup
+
+    try:
+        try:
+            made = await ask(cfg, "POST", "/backup", {"file": file})
+            how = "by the running daemon"
+        except NotRunning:
+            if not os.path.exists(cfg.storage.path):
+                raise Refused(f"no database at {cfg.storage.path}") from None
+            made = await asyncio.to_thread(backup.copy, cfg.storage.path, file)
+            how = "from the database file (no daemon running)"
+    except (Refused, OSError, sqlite3.Error) as e:
+        print(f"cwalld: backup failed: {e}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{k} {v:,}" for k, v in made["counts"].items())
+    print(f"backup   {made['file']}  {made['bytes']:,} bytes in {made['seconds']} s, {how}; integrity ok")
+    print(f"rows     {counts}")
+    return 0
+
+
+async def put_back(cfg: Config, file: str) -> int:
+    """``restore``: only with the daemon stopped (it holds the database open)."""
+    import sqlite3
+
+    from cwalld.storage import backup
+
+    try:
+        await ask(cfg, "GET", "/jobs", None)
+        print(f"cwalld: the daemon is running (control socket {cfg.server.socket}): stop it first "
+              "(systemctl stop cwalld)", file=sys.stderr)
+        return 1
+    except Refused:
+        pass
+    try:
+        done = await asyncio.to_thread(backup.restore, file, cfg.storage.path)
+    except (OSError, sqlite3.Error) as e:
+        print(f"cwalld: restore failed: {e}", file=sys.stderr)
+        return 1
+    counts = ", ".join(f"{k} {v:,}" for k, v in done["counts"].items())  # type: ignore[attr-defined]
+    print(f"restored {file} -> {done['file']}" + (f" (the old one kept as {done['kept']})" if done["kept"] else ""))
+    print(f"rows     {counts}")
+    print("start the daemon: it queues every pending confession again")
     return 0
 
 

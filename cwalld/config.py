@@ -208,6 +208,16 @@ class Events:
 
 
 @dataclass(frozen=True)
+class Backup:
+    schedule: str = "30 3 * * *"  # empty: no scheduled backups
+    dir: str = ""  # empty: a backups/ folder beside the database
+    keep: int = 7
+
+    def folder(self, database: str) -> str:
+        return self.dir or str(Path(database).parent / "backups")
+
+
+@dataclass(frozen=True)
 class Category:
     slug: str
     name: str
@@ -242,6 +252,7 @@ class Config:
     safety: Safety = field(default_factory=Safety)
     log: Log = field(default_factory=Log)
     events: Events = field(default_factory=Events)
+    backup: Backup = field(default_factory=Backup)
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     source: str = "<defaults>"
 
@@ -580,6 +591,9 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
         expr = getattr(cfg.scheduler, key)
         need(croniter.is_valid(expr), f"scheduler.{key}", f"not a valid cron expression: {_toml(expr)}")
     need(cfg.scheduler.claim_timeout > 0, "scheduler.claim_timeout", "must be greater than 0")
+    need(cfg.backup.schedule == "" or croniter.is_valid(cfg.backup.schedule), "backup.schedule",
+         f"not a valid cron expression (or empty: off): {_toml(cfg.backup.schedule)}")
+    need(cfg.backup.keep >= 1, "backup.keep", "must be at least 1")
     try:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -2,6 +2,8 @@
 
 In embedded mode the queue and cache live inside the daemon, so the CLI must ask the daemon.
 The socket is created with mode 0600: whoever can open it is the operator, no token needed.
+One operation is the socket's alone: ``backup`` writes a file on the server, a power no HTTP
+client gets.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import contextlib
 import errno
 import os
 import socket
+import sqlite3
 from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from cwalld.http import admin, errors, schema
+from cwalld.http.json import respond
+from cwalld.http.openapi import json_body, obj
 from cwalld.http.keys import SCHEDULER, TRUSTED, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
@@ -34,8 +39,23 @@ def create(wall: Wall, scheduler: Scheduler) -> web.Application:
     app[TRUSTED] = True
     app[WALL] = wall
     app[SCHEDULER] = scheduler
-    schema.add(app, admin.operations(wall.config))
+    schema.add(app, [*admin.operations(wall.config), BACKUP])
     return app
+
+
+async def take_backup(request: web.Request, i: schema.Input) -> web.Response:
+    try:
+        return respond(await request.app[WALL].storage.backup(i.body["file"]))
+    except (OSError, sqlite3.Error) as e:  # the operator's to read; the daemon serves on
+        log.error("backup_failed", file=i.body["file"], error=str(e))
+        raise errors.ApiError(500, f"backup failed: {e}", "backup_failed") from None
+
+
+BACKUP = schema.Operation(
+    "POST", admin.PREFIX + "/backup", take_backup, "backup", "control", "An online, checked copy of the database",
+    {"200": json_body(obj({"file": {"type": "string"}, "bytes": {"type": "integer"}, "seconds": {"type": "number"},
+                           "counts": {"type": "object"}}))}, "422",
+    body=obj({"file": {"type": "string", "minLength": 1, "maxLength": 4096, "description": "an absolute path"}}))
 
 
 def in_use(path: str) -> bool:

@@ -5,19 +5,25 @@
   confession pending past ``sweep_grace`` with no live job (a lost enqueue, a flushed Redis).
 - ``queue_clean``: finished job records past ``keep_finished_seconds``.
 - ``sessions_purge``: expired login tokens.
+- ``backup``: an online copy of the database into ``[backup].dir``, the ``keep`` newest kept
+  (not listed when ``[backup].schedule`` is empty).
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
 import structlog
 
-from cwalld import domain
+from cwalld import domain, metrics
 from cwalld.config import Config
 from cwalld.domain import VIRAL_BADGE
 from cwalld.events import Event, Events
 from cwalld.queue import JobQueue
 from cwalld.scheduler import Job
-from cwalld.storage import Storage
+from cwalld.storage import Storage, backup
 
 log = structlog.get_logger("cwalld.jobs")
 
@@ -33,6 +39,7 @@ class Jobs:
             Job("recovery", s.recovery, self.recovery),
             Job("queue_clean", s.queue_clean, self.queue_clean),
             Job("sessions_purge", s.sessions_purge, self.sessions_purge),
+            *([Job("backup", self.config.backup.schedule, self.backup)] if self.config.backup.schedule else []),
         ]
 
     async def popular(self) -> dict[str, int]:
@@ -52,6 +59,21 @@ class Jobs:
 
     async def sessions_purge(self) -> dict[str, int]:
         return {"deleted": await self.storage.purge_sessions()}
+
+    async def backup(self) -> dict[str, object]:
+        """A failed backup is the scheduler's error line and the ``cwalld_backups{outcome="failed"}``
+        metric; the daemon goes on."""
+        b = self.config.backup
+        folder = b.folder(self.config.storage.path)
+        name = f"{backup.PREFIX}{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.db"
+        try:
+            made = await self.storage.backup(str(Path(folder) / name))
+        except Exception:
+            metrics.BACKUPS.labels("failed").inc()
+            raise
+        metrics.BACKUPS.labels("ok").inc()
+        pruned = await asyncio.to_thread(backup.prune, folder, b.keep)
+        return {"file": made["file"], "bytes": made["bytes"], "seconds": made["seconds"], "pruned": len(pruned)}
 
     async def requeue_pending(self, older_than: str | None = None) -> int:
         """Queue every pending confession (at start: whatever a crash or restart left behind)."""

@@ -30,6 +30,7 @@ MODERATION_REJECTIONS = Counter("cwalld_moderation_rejections", "Confessions rej
 LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.5 s sleep", registry=REGISTRY)
 STORAGE_UNAVAILABLE = Counter("cwalld_storage_unavailable", "episodes of a database that could not take writes"
                               " (disk full, I/O error)", registry=REGISTRY)
+BACKUPS = Counter("cwalld_backups", "Scheduled database backups", ["outcome"], registry=REGISTRY)  # ok, failed
 SLOW_QUERIES = Counter("cwalld_slow_queries", "SQL statements slower than log.slow_query_ms", registry=REGISTRY)
 
 

@@ -124,7 +124,7 @@ async def test_admin_endpoint_answers(api: Api) -> None:
     admin = await admin_token(api)
     h = api.auth(admin)
     jobs = (await (await api.c.get("/api/v1/admin/jobs", headers=h)).json())["jobs"]
-    assert [j["name"] for j in jobs] == ["popular", "recovery", "queue_clean", "sessions_purge"]
+    assert [j["name"] for j in jobs] == ["popular", "recovery", "queue_clean", "sessions_purge", "backup"]
     assert all(j["next_run"].endswith("Z") for j in jobs)
     r = await api.c.post("/api/v1/admin/jobs/nope/run", headers=h)
     assert r.status == 404

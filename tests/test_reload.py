@@ -23,6 +23,7 @@ CHANGED_TEXT = {
     "popular.schedule": "0 */3 * * *", "scheduler.timezone": "Europe/Istanbul", "scheduler.recovery": "*/2 * * * *",
     "scheduler.queue_clean": "15 5 * * *", "scheduler.sessions_purge": "45 5 * * *",
     "server.trusted_proxies": ["10.0.0.0/8"], "moderation.on_unavailable": "hold",
+    "backup.schedule": "0 2 * * *", "backup.dir": "/var/backups/cwalld",
 }
 
 
@@ -54,6 +55,7 @@ SEEN: dict[str, Callable[[Daemon], Any]] = {
     "scheduler": lambda d: d.wall.jobs.config.scheduler,
     "safety": lambda d: d.wall.replies.safety.settings,
     "events": lambda d: d.wall.live.settings,
+    "backup": lambda d: d.wall.jobs.config.backup,
 }
 
 
@@ -107,7 +109,8 @@ async def test_every_reloadable_key_takes_effect_while_jobs_run(tmp_path: Path, 
         assert seen == getattr(getattr(want, section), name), f"{key}: the running daemon still uses {seen!r}"
     assert daemon.ai is not old_ai and daemon.wall.replies.ai is daemon.ai
     assert {j.name: j.schedule for j in daemon.scheduler.jobs.values()} == {
-        "popular": "0 */3 * * *", "recovery": "*/2 * * * *", "queue_clean": "15 5 * * *", "sessions_purge": "45 5 * * *"}
+        "popular": "0 */3 * * *", "recovery": "*/2 * * * *", "queue_clean": "15 5 * * *", "sessions_purge": "45 5 * * *",
+        "backup": "0 2 * * *"}
     assert str(daemon.scheduler.tz) == "Europe/Istanbul" and daemon.scheduler.claim_timeout == want.scheduler.claim_timeout
     assert daemon.storage.w.slow_query_ms == daemon.storage.r.slow_query_ms == want.log.slow_query_ms  # type: ignore[attr-defined]
     assert (await client.get("/metrics")).status == 401  # the new metrics token is asked for

@@ -139,12 +139,12 @@ async def test_recovery_job_queues_lost_confessions(tmp_path: Path, fake_ai: Any
 
 
 async def test_a_fresh_database_runs_no_catch_up_jobs(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
-    """A fresh database ran all four scheduled jobs at its first start; a restart still catches up."""
+    """A fresh database ran all its scheduled jobs at its first start; a restart still catches up."""
     cfg = test_config(tmp_path, fake_ai.url)
     client = await make_client(cfg)
     await Api(client).settled()
     await asyncio.sleep(0.3)
-    assert [j["last_run"] for j in await client.app[SCHEDULER].describe()] == [None] * 4
+    assert [j["last_run"] for j in await client.app[SCHEDULER].describe()] == [None] * 5
     await client.close()
     client = await make_client(cfg)  # the same database, started again: the missed ticks run once
     await Api(client).settled()

@@ -10,6 +10,7 @@ without an application lock.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import sqlite3
@@ -167,6 +168,14 @@ class SQLiteStorage:
 
     async def ping(self) -> None:
         await self.r.fetch("SELECT 1")
+
+    async def backup(self, target: str) -> dict[str, object]:
+        """An online copy (storage/backup.py), on a thread and connection of its own: the
+        writer and the reader go on serving meanwhile."""
+        from cwalld.storage import backup
+
+        made: dict[str, object] = await asyncio.to_thread(backup.copy, self.path, target)
+        return made
 
     async def secret(self, name: str) -> str:
         """A random value made once per database and shared by every process using it."""
