@@ -85,6 +85,19 @@ class Accounts:
         """The signed-in user with badges (sessions are looked up without them)."""
         return await self.storage.user(user.id) or user
 
+    async def export(self, user: User) -> tuple[User, dict[str, list[dict[str, object]]]]:
+        """Everything the wall keeps about ``user`` (their right of access under KVKK and the
+        GDPR): profile and badges, every confession they wrote (anonymous ones too: they are the
+        author), the empathies they gave, the reports they filed, their sessions. At most
+        ``[privacy].exports_per_day`` a day: each reads all of their rows."""
+        per_day = self.config.privacy.exports_per_day
+        if await self.attempts.hit(self.counter("export", str(user.id)), DAY) > per_day:
+            raise TooMany("rate_limited", f"at most {per_day} exports a day", int(DAY))
+        me = await self.profile(user)
+        rows = await self.storage.export(user.id)
+        log.info("data_exported", user_id=user.id)
+        return me, rows
+
     async def set_admin(self, username: str, on: bool) -> User:
         user = await self.storage.set_admin(username, on)
         if user is None:

@@ -208,6 +208,11 @@ class Events:
 
 
 @dataclass(frozen=True)
+class Privacy:
+    exports_per_day: int = 3
+
+
+@dataclass(frozen=True)
 class Backup:
     schedule: str = "30 3 * * *"  # empty: no scheduled backups
     dir: str = ""  # empty: a backups/ folder beside the database
@@ -253,6 +258,7 @@ class Config:
     log: Log = field(default_factory=Log)
     events: Events = field(default_factory=Events)
     backup: Backup = field(default_factory=Backup)
+    privacy: Privacy = field(default_factory=Privacy)
     categories: list[Category] = field(default_factory=lambda: list(DEFAULT_CATEGORIES))
     source: str = "<defaults>"
 
@@ -594,6 +600,7 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
     need(cfg.backup.schedule == "" or croniter.is_valid(cfg.backup.schedule), "backup.schedule",
          f"not a valid cron expression (or empty: off): {_toml(cfg.backup.schedule)}")
     need(cfg.backup.keep >= 1, "backup.keep", "must be at least 1")
+    need(cfg.privacy.exports_per_day >= 1, "privacy.exports_per_day", "must be at least 1")
     try:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):

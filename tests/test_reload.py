@@ -56,6 +56,7 @@ SEEN: dict[str, Callable[[Daemon], Any]] = {
     "safety": lambda d: d.wall.replies.safety.settings,
     "events": lambda d: d.wall.live.settings,
     "backup": lambda d: d.wall.jobs.config.backup,
+    "privacy": lambda d: d.wall.accounts.config.privacy,
 }
 
 

@@ -63,6 +63,7 @@ TR_RULES: list[tuple[str, str]] = [
     (r"username '(.+)' is taken", r"'\1' kullanıcı adı alınmış."),
     (r"the wall must keep at least one admin", "Duvarın en az bir yöneticisi kalmalı."),
     (r"at most (\d+) confessions a day", r"Günde en çok \1 itiraf yazılabilir."),
+    (r"at most (\d+) exports a day", r"Günde en çok \1 kez veri dışa aktarılabilir."),
     (r"too many login attempts; try again later", "Çok fazla giriş denemesi; biraz sonra yeniden dene."),
     (r"too many new accounts from here; try again later", "Buradan çok fazla yeni hesap açıldı; daha sonra yeniden dene."),
     (r"too many open event streams from this address", "Bu adresten çok fazla canlı bağlantı açık."),

@@ -9,7 +9,7 @@ from aiohttp import hdrs, web
 
 from cwalld import metrics
 from cwalld.config import Config
-from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized, User
+from cwalld.domain import CONTENT_PATTERN, NAME_PATTERN, Invalid, Unauthorized, User, now
 from cwalld.http import admin, auth, client, sse
 from cwalld.http.json import respond
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
@@ -65,6 +65,9 @@ def operations(config: Config) -> list[Operation]:
                   {"204": {"description": "Signed out"}}, "401", auth="required", guard=auth.signed_in),
         Operation("GET", "/api/v1/me", me, "getMe", "accounts", "The signed-in user, with their badges",
                   {"200": json_body(obj({"user": ref("User")}))}, "401", auth="required", guard=auth.signed_in),
+        Operation("GET", "/api/v1/me/export", export_me, "exportMyData", "accounts",
+                  "Everything the wall keeps about the signed-in user, as a JSON file ([privacy].exports_per_day)",
+                  {"200": json_body(ref("Export"))}, "401 429", auth="required", guard=auth.signed_in),
         Operation("GET", "/api/v1/me/confessions", my_confessions, "listMyConfessions", "confessions",
                   "Own confessions, every status, newest first", {"200": json_body(PAGE), **NOT_MODIFIED},
                   "401 422", auth="required", guard=auth.signed_in, query=(LIMIT, CURSOR)),
@@ -244,6 +247,15 @@ async def logout(request: web.Request, i: Input) -> web.Response:
 async def me(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
     return respond({"user": user_json(await request.app[WALL].accounts.profile(user))})
+
+
+async def export_me(request: web.Request, i: Input) -> web.Response:
+    user = await auth.signed_in(request)
+    me, rows = await request.app[WALL].accounts.export(user)
+    response = respond({"exported_at": now(), "user": user_json(me), **rows})
+    response.headers["Content-Disposition"] = f'attachment; filename="cwall-export-{user.username}.json"'
+    response.headers["Cache-Control"] = "no-store"  # nobody's copy but theirs
+    return response
 
 
 async def my_confessions(request: web.Request, i: Input) -> web.Response:

@@ -64,6 +64,7 @@ class Storage(Protocol):
     # ``status``: pending, rejected, hidden, or reported (published, with a report)
     async def report_counts(self, confession_ids: list[int]) -> dict[int, int]: ...  # only those reported
     async def backup(self, target: str) -> dict[str, object]: ...  # file, bytes, seconds, counts
+    async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]: ...  # what is kept about a user
     async def delete_confession(self, confession_id: int) -> bool: ...
     async def finish(
         self, confession_id: int, status: str, ai_response: str | None, ai_fallback: bool, rejection_reason: str | None

@@ -412,6 +412,36 @@ class SQLiteStorage:
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
+    async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]:
+        """Every row about ``user_id``, read in one transaction (one moment): the confessions they
+        wrote (anonymous ones too), the empathies they gave, the reports they filed, their badges
+        and sessions (never a token's hash)."""
+        queries = {
+            "confessions": "SELECT id, content, category, anonymous, status, ai_response, ai_fallback, rejection_reason,"
+                           " empathy_count, is_popular, created_at, published_at FROM confessions WHERE author_id = ?"
+                           " ORDER BY created_at, id",
+            "empathies": "SELECT confession_id, created_at FROM empathies WHERE user_id = ? ORDER BY created_at",
+            "reports": "SELECT confession_id, reason, created_at FROM reports WHERE user_id = ? ORDER BY created_at",
+            "badges": "SELECT code, name, awarded_at FROM badges WHERE user_id = ? ORDER BY awarded_at",
+            "sessions": "SELECT created_at, expires_at FROM sessions WHERE user_id = ? ORDER BY created_at",
+        }
+
+        def op(db: sqlite3.Connection) -> dict[str, list[dict[str, object]]]:
+            db.execute("BEGIN")
+            try:
+                out = {}
+                for name, sql in queries.items():
+                    cur = db.execute(sql, (user_id,))
+                    columns = [d[0] for d in cur.description]
+                    out[name] = [dict(zip(columns, row)) for row in cur.fetchall()]
+                for c in out["confessions"]:
+                    for flag in ("anonymous", "ai_fallback", "is_popular"):
+                        c[flag] = bool(c[flag])
+                return out
+            finally:
+                db.execute("COMMIT")
+        return await self.r.run(op, "export")
+
     async def report_counts(self, confession_ids: list[int]) -> dict[int, int]:
         if not confession_ids:
             return {}
