@@ -17,7 +17,7 @@ import structlog
 
 from cwalld import domain
 from cwalld.config import Config
-from cwalld.domain import Invalid, NotFound, TooMany, Unauthorized, User
+from cwalld.domain import Forbidden, Invalid, NotFound, TooMany, Unauthorized, User
 from cwalld.events import Event, Events
 from cwalld.storage import Storage
 
@@ -84,6 +84,39 @@ class Accounts:
     async def profile(self, user: User) -> User:
         """The signed-in user with badges (sessions are looked up without them)."""
         return await self.storage.user(user.id) or user
+
+    async def delete(self, user: User, password: object) -> None:
+        """A person leaving: their current password (a stolen token alone cannot do it, and its
+        guesses are limited like logins), then ``remove``."""
+        if not isinstance(password, str):
+            raise Invalid({"password": "required string"})
+        if await self.attempts.hit(self.counter("delete", str(user.id)), 60) > self.config.auth.login_attempts_per_minute:
+            raise TooMany("rate_limited", "too many login attempts; try again later", 60)
+        found = await self.storage.credentials(user.username)
+        if found is None or not await asyncio.to_thread(_verify, found[1], password):
+            raise Forbidden("wrong password")
+        await self.remove(user.id)
+
+    async def user_id(self, username: str) -> int:
+        found = await self.storage.credentials(username)
+        if found is None:
+            raise NotFound(f"no user {username!r}")
+        return found[0].id
+
+    async def remove(self, user_id: int) -> None:
+        """The account and everything about it, at once (``storage.delete_user``); then the
+        caches and live updates follow each confession it took away. The log says how many,
+        never which: no line ties the account to its confessions."""
+        removed = await self.storage.delete_user(user_id)
+        if removed is None:
+            raise NotFound("no such user")
+        log.info("account_deleted", user_id=user_id, confessions=len(removed.confessions),
+                 empathies=len(removed.empathized))
+        for cid, category, _ in removed.confessions:
+            await self.events.emit(Event("confession_deleted", cid, category))
+        for cid, category in removed.empathized:
+            await self.events.emit(Event("empathy_removed", cid, category))
+        await self.events.emit(Event("account_deleted"))
 
     async def export(self, user: User) -> tuple[User, dict[str, list[dict[str, object]]]]:
         """Everything the wall keeps about ``user`` (their right of access under KVKK and the

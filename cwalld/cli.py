@@ -58,6 +58,10 @@ def parser() -> argparse.ArgumentParser:
                         help="read the password from standard input, for scripts (never from the command line)")
     for name, text in (("promote", "make a user an admin"), ("demote", "revoke a user's admin rights")):
         usub.add_parser(name, help=text).add_argument("username")
+    delete = usub.add_parser("delete", help="delete an account and everything about it, all its confessions too "
+                                            "(asks the running daemon, so caches and live updates follow)")
+    delete.add_argument("username")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation (scripts)")
     # operator commands: they ask the running daemon over its control socket
     queue = sub.add_parser("queue", help="the AI job queue of the running daemon")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return run(lambda: on_database(cfg, lambda db: user_password(db, args.username, secret),
                                            f"no user {args.username!r}"))
         return run(lambda: on_database(cfg, lambda db: user_create(db, args.username, secret, args.admin)))
+    if command == "user" and args.user_command == "delete":
+        return run(lambda: user_delete(cfg, args.username, args.yes))
     if command == "user":
         return run(lambda: on_database(cfg, lambda db: user_admin(db, args.username, args.user_command == "promote"),
                                        f"no user {args.username!r}"))
@@ -302,6 +308,8 @@ async def ask(cfg: Config, method: str, path: str, payload: object) -> dict:  # 
         async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=sock)) as s:
             async with s.request(method, "http://cwalld/api/v1/admin" + path, json=payload,
                                  timeout=aiohttp.ClientTimeout(total=120)) as r:
+                if r.status == 204:
+                    return {}
                 body = await r.json()
                 if r.status >= 400:
                     raise Refused(body["error"]["message"])
@@ -320,6 +328,34 @@ async def control_call(cfg: Config, method: str, path: str, payload: object, as_
         print(f"cwalld: {e}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body, cfg.scheduler.timezone))
+    return 0
+
+
+async def user_delete(cfg: Config, username: str, yes: bool) -> int:
+    """Asked on a terminal first (type the name again). The running daemon does it, so its caches
+    and live updates follow; with none running, the database directly."""
+    if not yes:
+        if not sys.stdin.isatty():
+            print("cwalld: no terminal to confirm on: add --yes", file=sys.stderr)
+            return 1
+        typed = input(f"This deletes {username} and all their confessions, for ever. Type the username to confirm: ")
+        if typed.strip() != username:
+            print("cwalld: not confirmed; nothing deleted", file=sys.stderr)
+            return 1
+    try:
+        await ask(cfg, "DELETE", f"/users/{username}", None)
+    except NotRunning:
+        async def remove(storage: Any) -> str | None:
+            found = await storage.credentials(username)
+            if found is None:
+                return None
+            removed = await storage.delete_user(found[0].id)
+            return f"deleted {username} and {len(removed.confessions)} confessions"
+        return await on_database(cfg, remove, f"no user {username!r}")
+    except Refused as e:
+        print(f"cwalld: {e}", file=sys.stderr)
+        return 1
+    print(f"deleted {username} (by the running daemon)")
     return 0
 
 

@@ -43,6 +43,8 @@ INVALIDATES: dict[Kind, tuple[str, ...]] = {
     "admin_granted": (),
     "admin_revoked": (),
     "reply_regenerated": ("feed", "popular"),  # the reply and ai_fallback shown in them
+    # its name was in every feed; the cached pages themselves are deleted too (Views.follow)
+    "account_deleted": ("feeds", "popular", "stats"),
 }
 assert set(INVALIDATES) == set(KINDS), "every event says what it makes stale"
 
@@ -127,6 +129,8 @@ class Views:
 
     async def follow(self, event: Event) -> None:
         """An ``Events`` listener: bump what the event made stale."""
+        if event.kind == "account_deleted":  # no stale copy of the account's pages may linger in the cache
+            await self.cache.purge_pages()
         gens = self.generations(event)
         if gens:
             await self.cache.bump(*gens)

@@ -131,6 +131,12 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
     await step("user_registered", lambda: a.register("yeni_gelen"))
     await step("admin_granted", lambda: a.c.post("/api/v1/admin/users/okur/admin", headers=a.auth(boss)))
     await step("admin_revoked", lambda: a.c.delete("/api/v1/admin/users/okur/admin", headers=a.auth(boss)))
+    leaver = await a.register("gidecek")
+    left = (await (await a.post(leaver, content="Hesabımla birlikte gidecek bir itiraf.", anonymous=False)).json())
+    await a.wait_status(left["confession"]["id"], leaver)
+    assert (await a.c.put(f"/api/v1/confessions/{cid}/empathy", headers=a.auth(leaver))).status == 200
+    await step("account_deleted (its confessions deleted, its empathies removed)",
+               lambda: a.c.delete("/api/v1/me", headers=a.auth(leaver), json={"password": "password123"}))
     assert {e.kind for e in seen} == set(KINDS)  # the walk covered every event there is
 
 

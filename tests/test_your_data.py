@@ -1,13 +1,20 @@
-"""People's own data: the export of everything the wall keeps about them (issue 17 §2)."""
+"""People's own data: the export of everything the wall keeps about them, and leaving (issue 17 §1, §2)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import redis
+import structlog
+
 from cwalld import config as configmod
-from tests.conftest import Api, test_config
+from cwalld.app import DAEMON
+from tests.conftest import Api, cwalld, test_config
+from tests.test_live import next_event
 
 
 async def test_an_export_holds_everything_about_the_caller_and_nothing_of_anyone_else(
@@ -49,3 +56,88 @@ async def test_an_export_holds_everything_about_the_caller_and_nothing_of_anyone
     assert error == {"code": "rate_limited", "message": "Günde en çok 2 kez veri dışa aktarılabilir."}
     assert (await api.c.get("/api/v1/me/export", headers=api.auth(bora))).status == 200  # per person
     assert (await api.c.get("/api/v1/me/export")).status == 401
+
+
+async def test_deleting_an_account_takes_everything_about_it_and_the_wall_follows(
+        tmp_path: Path, fake_ai: Any, make_client: Any, redis_server: Any, redis_prefix: str) -> None:
+    cfg = configmod.replace(test_config(tmp_path, fake_ai.url), redis={"url": redis_server.url, "prefix": redis_prefix},
+                            moderation={"report_min_account_age_hours": 0})
+    client = await make_client(cfg)
+    api = Api(client)
+    ayse, bora = await api.register("ayse_gidiyor"), await api.register("bora_kaliyor")
+    gone = [(await (await api.post(ayse, text, anonymous=anon)).json())["confession"]["id"]
+            for text, anon in (("Giderken bu anonim itirafı da götüreceğim.", True), ("Adımla yazdığım bir itiraf.", False))]
+    stays = (await (await api.post(bora, "Bora'nın duvarda kalacak itirafı.")).json())["confession"]["id"]
+    for cid, token in ((gone[0], ayse), (gone[1], ayse), (stays, bora)):
+        await api.wait_status(cid, token)
+    storage = client.app[DAEMON].storage
+    ayse_id = (await (await client.get("/api/v1/me", headers=api.auth(ayse))).json())["user"]["id"]
+    await storage.w.run(lambda db: db.execute("INSERT INTO badges VALUES (?, 'viral', 'Viral İtiraf', '2026-01-01T00:00:00Z')",
+                                              (ayse_id,)))
+    assert (await client.put(f"/api/v1/confessions/{stays}/empathy", headers=api.auth(ayse))).status == 200
+    assert (await client.post(f"/api/v1/confessions/{stays}/report", headers=api.auth(ayse))).status == 202
+    assert (await client.put(f"/api/v1/confessions/{gone[0]}/empathy", headers=api.auth(bora))).status == 200
+    assert len((await (await client.get("/api/v1/confessions")).json())["items"]) == 3  # cached with all three
+    before = await (await client.get("/api/v1/stats")).json()
+    stream = await client.get("/api/v1/events")
+
+    me = {"Authorization": f"Bearer {ayse}"}
+    assert (await client.delete("/api/v1/me", headers=me, json={"password": "yanlis-parola"})).status == 403
+    assert (await client.delete("/api/v1/me", headers=me, json={})).status == 422
+    assert (await client.delete("/api/v1/me", json={"password": "password123"})).status == 401
+    with structlog.testing.capture_logs() as logs:
+        r = await client.delete("/api/v1/me", headers=me, json={"password": "password123"})
+    assert r.status == 204
+    assert (await client.get("/api/v1/me", headers=me)).status == 401  # every session went with it
+
+    seen = [await next_event(stream) for _ in range(3)]
+    assert sorted((e["event"], e["data"]["id"]) for e in seen) == sorted(
+        [("removed", gone[0]), ("removed", gone[1]), ("empathy", stays)])
+    stream.close()
+    feed = (await (await client.get("/api/v1/confessions")).json())["items"]
+    assert [(c["id"], c["empathy_count"]) for c in feed] == [(stays, 0)]  # the cache followed; the count too
+    after = await (await client.get("/api/v1/stats")).json()
+    assert after["users"] == before["users"] - 1 and after["confessions"]["total"] == before["confessions"]["total"] - 2
+    for table, column in (("users", "id"), ("sessions", "user_id"), ("badges", "user_id"), ("reports", "user_id"),
+                          ("empathies", "user_id"), ("confessions", "author_id")):
+        assert await storage.r.fetch(f"SELECT count(*) FROM {table} WHERE {column} = ?", (ayse_id,)) == [(0,)], table
+    assert await storage.r.fetch(f"SELECT count(*) FROM empathies WHERE confession_id IN ({gone[0]}, {gone[1]})") == [(0,)]
+    deleted = [e for e in logs if e["event"] == "account_deleted"]
+    assert deleted == [{"event": "account_deleted", "user_id": ayse_id, "confessions": 2, "empathies": 1,
+                        "log_level": "info"}]  # how many, never which, never the name
+    r = redis.Redis.from_url(redis_server.url)
+    try:
+        for key in r.scan_iter(f"{redis_prefix}*"):
+            value = r.get(key) if r.type(key) == b"string" else repr(r.xrange(key) if r.type(key) == b"stream" else b"").encode()
+            assert b"ayse_gidiyor" not in key + (value or b"") and "Adımla".encode() not in (value or b""), key
+    finally:
+        r.close()
+    assert (await client.post("/api/v1/auth/register", json={"username": "ayse_gidiyor", "password": "password123"})).status == 201
+
+
+async def test_the_last_admin_cannot_leave_and_an_operator_deletes_from_the_command_line(
+        tmp_path: Path, daemons: Any) -> None:
+    d = daemons(tmp_path)
+    await d.start()
+    made = cwalld("user", "create", "tek_yonetici", "--admin", "--password-stdin", input="password123\n",
+                  cwd=tmp_path, env=d.env)
+    assert made.returncode == 0, made.stderr
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(d.url + "/api/v1/auth/login", json={"username": "tek_yonetici", "password": "password123"})
+        admin = {"Authorization": "Bearer " + (await r.json())["token"]}
+        r = await s.delete(d.url + "/api/v1/me", headers=admin, json={"password": "password123"})
+        assert r.status == 409 and (await r.json())["error"]["code"] == "last_admin"
+        r = await s.post(d.url + "/api/v1/auth/register", json={"username": "silinecek", "password": "password123"})
+        token = {"Authorization": "Bearer " + (await r.json())["token"]}
+        posted = await s.post(d.url + "/api/v1/confessions", headers=token,
+                              json={"content": "Operatörün sileceği hesabın itirafı.", "category": "other"})
+        assert posted.status == 202
+    unconfirmed = await asyncio.to_thread(cwalld, "user", "delete", "silinecek", cwd=tmp_path, env=d.env)
+    assert unconfirmed.returncode == 1 and "add --yes" in unconfirmed.stderr  # no terminal, no --yes: nothing
+    done = await asyncio.to_thread(cwalld, "user", "delete", "silinecek", "--yes", cwd=tmp_path, env=d.env)
+    assert done.returncode == 0 and "by the running daemon" in done.stdout, done.stderr
+    async with aiohttp.ClientSession() as s:
+        assert (await s.get(d.url + "/api/v1/me", headers=token)).status == 401
+        assert (await (await s.get(d.url + "/api/v1/stats")).json())["confessions"]["total"] == 0
+    again = await asyncio.to_thread(cwalld, "user", "delete", "silinecek", "--yes", cwd=tmp_path, env=d.env)
+    assert again.returncode == 1 and "no user 'silinecek'" in again.stderr

@@ -47,6 +47,9 @@ class CacheBackend(Protocol):
 
     async def store(self, key: str, value: bytes, ttl: float) -> None: ...
     async def bump(self, gens: list[str]) -> None: ...
+    async def purge_pages(self) -> None:
+        """Delete every cached page (keys that start with their generations), counters kept."""
+
     async def get(self, key: str) -> bytes | None: ...
     async def hit(self, key: str, ttl: float) -> int:
         """Atomically count one more hit in a window of ``ttl`` seconds opened by the first."""
@@ -144,6 +147,17 @@ class Cache:
         except Unavailable:
             pass
         return value
+
+    async def purge_pages(self) -> None:
+        """Delete every cached page now, not at its TTL: after an account is deleted no copy of
+        its named confessions may linger (a bump only stops serving them). Counters stay, so
+        rate limits do not reset. Unbounded by SLOW: it may scan; it is rare."""
+        if self.backend is None:
+            return
+        try:
+            await self.backend.purge_pages()
+        except Exception as e:  # noqa: BLE001 - the pages still expire at their TTL
+            log.warning("cache_purge_failed", error=str(e) or type(e).__name__)
 
     async def bump(self, *gens: str) -> None:
         try:

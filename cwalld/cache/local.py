@@ -47,6 +47,10 @@ class LocalCache:
         _, value = self._entries.pop(key)
         self.bytes -= len(key) + len(value)
 
+    async def purge_pages(self) -> None:
+        for key in [k for k in self._entries if k[:1].isdigit()]:
+            self._drop(key)
+
     async def bump(self, gens: list[str]) -> None:
         for g in gens:
             self._gens[g] = self._gens.get(g, 0) + 1

@@ -52,5 +52,10 @@ class RedisCache:
     async def hit(self, key: str, ttl: float) -> int:
         return int(await self._hit([self.entry + key], [int(ttl * 1000)]))
 
+    async def purge_pages(self) -> None:
+        pages = [key async for key in self.r.client.scan_iter(match=self.entry + "[0-9]*", count=1000)]
+        for i in range(0, len(pages), 500):
+            await self.r.call("UNLINK", *pages[i:i + 500])
+
     async def close(self) -> None:
         await self.r.aclose()

@@ -75,6 +75,9 @@ def operations(config: Config) -> list[Operation]:
                      "dry_run": {"type": "boolean", "default": False, "description": "only count them"}}, [])),
         op("GET", "/ai/regenerate", regeneration, "getRegeneration", "The last regeneration run's progress",
            {"200": REGENERATION}),
+        op("DELETE", "/users/{username}", delete_user, "deleteUser",
+           "Delete an account and everything about it, as DELETE /me does", {"204": {"description": "Deleted"}},
+           "404 409"),
         op("POST", "/users/{username}/admin", grant_admin, "grantAdmin", "Make a user an admin", {"200": ADMIN_USER}, "404"),
         op("DELETE", "/users/{username}/admin", revoke_admin, "revokeAdmin", "Revoke a user's admin rights",
            {"200": ADMIN_USER}, "404 409"),
@@ -159,6 +162,13 @@ async def regeneration(request: web.Request, i: Input) -> web.Response:
     await operator(request)
     last = request.app[WALL].regenerate.last
     return respond({"regeneration": last.as_json() if last else None})
+
+
+async def delete_user(request: web.Request, i: Input) -> web.Response:
+    await operator(request)
+    accounts = request.app[WALL].accounts
+    await accounts.remove(await accounts.user_id(request.match_info["username"]))
+    return web.Response(status=204)
 
 
 async def grant_admin(request: web.Request, i: Input) -> web.Response:

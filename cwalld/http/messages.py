@@ -46,6 +46,8 @@ TR_RULES: list[tuple[str, str]] = [
     # whole messages
     (r"sign in first", "Önce giriş yapmalısın."),
     (r"wrong username or password", "Kullanıcı adı ya da parola yanlış."),
+    (r"wrong password", "Parola yanlış."),
+    (r"no such user", "Böyle bir kullanıcı yok."),
     (r"token is invalid or expired", "Oturumun geçersiz ya da süresi dolmuş; yeniden giriş yap."),
     (r"use 'Authorization: Bearer <token>'", "'Authorization: Bearer <token>' başlığını kullan."),
     (r"metrics need the metrics token", "Ölçümler için ölçüm jetonu gerekir."),

@@ -65,6 +65,12 @@ def operations(config: Config) -> list[Operation]:
                   {"204": {"description": "Signed out"}}, "401", auth="required", guard=auth.signed_in),
         Operation("GET", "/api/v1/me", me, "getMe", "accounts", "The signed-in user, with their badges",
                   {"200": json_body(obj({"user": ref("User")}))}, "401", auth="required", guard=auth.signed_in),
+        Operation("DELETE", "/api/v1/me", delete_me, "deleteMe", "accounts",
+                  "Delete the signed-in account and everything about it: sessions, badges, empathies and reports "
+                  "it gave, and all its confessions, anonymous ones too", {"204": {"description": "Deleted"}},
+                  "400 401 403 408 409 413 415 422 429", auth="required", guard=auth.signed_in,
+                  body=obj({"password": {"type": "string", "maxLength": 1024,
+                                         "description": "the current password"}})),
         Operation("GET", "/api/v1/me/export", export_me, "exportMyData", "accounts",
                   "Everything the wall keeps about the signed-in user, as a JSON file ([privacy].exports_per_day)",
                   {"200": json_body(ref("Export"))}, "401 429", auth="required", guard=auth.signed_in),
@@ -247,6 +253,14 @@ async def logout(request: web.Request, i: Input) -> web.Response:
 async def me(request: web.Request, i: Input) -> web.Response:
     user = await auth.signed_in(request)
     return respond({"user": user_json(await request.app[WALL].accounts.profile(user))})
+
+
+async def delete_me(request: web.Request, i: Input) -> web.Response:
+    user = await auth.signed_in(request)
+    await request.app[WALL].accounts.delete(user, i.body["password"])
+    response = web.Response(status=204)
+    auth.end_session(response)  # a page signed in by cookie is signed out too
+    return response
 
 
 async def export_me(request: web.Request, i: Input) -> web.Response:

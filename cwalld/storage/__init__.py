@@ -7,6 +7,7 @@ Anonymous authors never leave this layer: rows of anonymous confessions carry ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from cwalld.config import Config
@@ -14,6 +15,14 @@ from cwalld.domain import Confession, User
 
 Cursor = tuple[str, int]
 """Keyset position: (timestamp, id) of the last item a page returned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """What deleting an account took away, for the caches and live updates to follow: its own
+    confessions ``(id, category, status)`` and those whose empathy count it lowered ``(id, category)``."""
+    confessions: list[tuple[int, str, str]]
+    empathized: list[tuple[int, str]]
 
 
 class Storage(Protocol):
@@ -64,6 +73,7 @@ class Storage(Protocol):
     # ``status``: pending, rejected, hidden, or reported (published, with a report)
     async def report_counts(self, confession_ids: list[int]) -> dict[int, int]: ...  # only those reported
     async def backup(self, target: str) -> dict[str, object]: ...  # file, bytes, seconds, counts
+    async def delete_user(self, user_id: int) -> Removed | None: ...  # None: no such user; LastAdmin
     async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]: ...  # what is kept about a user
     async def delete_confession(self, confession_id: int) -> bool: ...
     async def finish(

@@ -23,7 +23,7 @@ from cwalld.config import Config
 from cwalld.domain import (
     PENDING, PUBLISHED, Author, Badge, Confession, LastAdmin, User, UsernameTaken, iso_after, now,
 )
-from cwalld.storage import Cursor
+from cwalld.storage import Cursor, Removed
 from cwalld.storage.thread import SQLiteThread
 
 
@@ -411,6 +411,31 @@ class SQLiteStorage:
             args += list(after)
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
+
+    async def delete_user(self, user_id: int) -> Removed | None:
+        """The account and every row about it, in one transaction: sessions, badges, the reports
+        it filed, the empathies it gave (the counts follow, by trigger), and its confessions with
+        their empathies and reports. LastAdmin if it is the last admin."""
+        def op(db: sqlite3.Connection) -> Removed | None:
+            row = db.execute("SELECT is_admin FROM users WHERE id = ?", (user_id,)).fetchone()
+            if row is None:
+                return None
+            if row[0] and db.execute("SELECT count(*) FROM users WHERE is_admin = 1").fetchone()[0] == 1:
+                raise LastAdmin("the wall must keep at least one admin")
+            own = "SELECT id FROM confessions WHERE author_id = ?"
+            confessions = db.execute("SELECT id, category, status FROM confessions WHERE author_id = ?",
+                                     (user_id,)).fetchall()
+            empathized = db.execute(
+                "SELECT c.id, c.category FROM empathies e JOIN confessions c ON c.id = e.confession_id"
+                " WHERE e.user_id = ? AND c.author_id != ?", (user_id, user_id)).fetchall()
+            for sql in ("DELETE FROM sessions WHERE user_id = ?", "DELETE FROM badges WHERE user_id = ?",
+                        "DELETE FROM reports WHERE user_id = ?", "DELETE FROM empathies WHERE user_id = ?",
+                        f"DELETE FROM empathies WHERE confession_id IN ({own})",
+                        f"DELETE FROM reports WHERE confession_id IN ({own})",
+                        "DELETE FROM confessions WHERE author_id = ?", "DELETE FROM users WHERE id = ?"):
+                db.execute(sql, (user_id,))
+            return Removed([tuple(r) for r in confessions], [tuple(r) for r in empathized])
+        return await self.w.run(op, "delete_user")
 
     async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]:
         """Every row about ``user_id``, read in one transaction (one moment): the confessions they
