@@ -107,13 +107,17 @@ class Accounts:
         """The account and everything about it, at once (``storage.delete_user``); then the
         caches and live updates follow each confession it took away. The log says how many,
         never which: no line ties the account to its confessions."""
-        removed = await self.storage.delete_user(user_id)
+        detach = self.config.privacy.on_account_delete == "detach"
+        removed = await self.storage.delete_user(user_id, detach)
         if removed is None:
             raise NotFound("no such user")
         log.info("account_deleted", user_id=user_id, confessions=len(removed.confessions),
-                 empathies=len(removed.empathized))
-        for cid, category, _ in removed.confessions:
-            await self.events.emit(Event("confession_deleted", cid, category))
+                 empathies=len(removed.empathized), kept=detach)
+        for cid, category, status in removed.confessions:
+            if not detach:
+                await self.events.emit(Event("confession_deleted", cid, category))
+            elif status == "published":  # on the wall still, its name gone from it
+                await self.events.emit(Event("confession_detached", cid, category))
         for cid, category in removed.empathized:
             await self.events.emit(Event("empathy_removed", cid, category))
         await self.events.emit(Event("account_deleted"))

@@ -210,6 +210,7 @@ class Events:
 @dataclass(frozen=True)
 class Privacy:
     exports_per_day: int = 3
+    on_account_delete: str = "delete"  # or "detach": its confessions stay, with no author
 
 
 @dataclass(frozen=True)
@@ -601,6 +602,7 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
          f"not a valid cron expression (or empty: off): {_toml(cfg.backup.schedule)}")
     need(cfg.backup.keep >= 1, "backup.keep", "must be at least 1")
     need(cfg.privacy.exports_per_day >= 1, "privacy.exports_per_day", "must be at least 1")
+    need(cfg.privacy.on_account_delete in ("delete", "detach"), "privacy.on_account_delete", "must be delete or detach")
     try:
         ZoneInfo(cfg.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -44,7 +44,7 @@ class Confession:
     created_at: str
     published_at: str | None
     anonymous: bool
-    author_id: int
+    author_id: int | None  # None: its account was deleted and it was kept ([privacy].on_account_delete)
     # Filled by storage only where the author may be shown: never for an anonymous confession.
     author: Author | None = None
     rejection_reason: str | None = None

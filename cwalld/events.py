@@ -17,7 +17,7 @@ Kind = Literal[
     "confession_created", "confession_published", "confession_rejected", "confession_hidden",
     "confession_restored", "confession_deleted", "empathy_added", "empathy_removed", "reported",
     "marked_popular", "user_registered", "badge_awarded", "admin_granted", "admin_revoked",
-    "reply_regenerated", "account_deleted",
+    "reply_regenerated", "account_deleted", "confession_detached",
 ]
 KINDS: tuple[Kind, ...] = Kind.__args__  # type: ignore[attr-defined]
 

@@ -45,6 +45,7 @@ INVALIDATES: dict[Kind, tuple[str, ...]] = {
     "reply_regenerated": ("feed", "popular"),  # the reply and ai_fallback shown in them
     # its name was in every feed; the cached pages themselves are deleted too (Views.follow)
     "account_deleted": ("feeds", "popular", "stats"),
+    "confession_detached": ("feed", "popular"),  # shown now with no author
 }
 assert set(INVALIDATES) == set(KINDS), "every event says what it makes stale"
 

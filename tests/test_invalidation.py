@@ -50,7 +50,9 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
                            server={"control_socket": str(tmp_path / f"{name}.sock")},
                            moderation={"auto_hide_reports": 2, "report_min_account_age_hours": 0},
                            popular={"threshold": 1, "min_account_age_hours": 0},
-                           limits={"daily_confessions": 50}, **extra)
+                           limits={"daily_confessions": 50},
+                           privacy={"on_account_delete": "detach"},  # the walk's leaver keeps its confession
+                           **extra)
 
     a = Api(await make_client(cfg("a")))
     b = Api(await make_client(cfg("b")))
@@ -135,7 +137,7 @@ async def test_every_event_leaves_every_view_fresh_in_every_process(
     left = (await (await a.post(leaver, content="Hesabımla birlikte gidecek bir itiraf.", anonymous=False)).json())
     await a.wait_status(left["confession"]["id"], leaver)
     assert (await a.c.put(f"/api/v1/confessions/{cid}/empathy", headers=a.auth(leaver))).status == 200
-    await step("account_deleted (its confessions deleted, its empathies removed)",
+    await step("account_deleted, confession_detached (its named confession kept with no author)",
                lambda: a.c.delete("/api/v1/me", headers=a.auth(leaver), json={"password": "password123"}))
     assert {e.kind for e in seen} == set(KINDS)  # the walk covered every event there is
 

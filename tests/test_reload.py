@@ -23,7 +23,7 @@ CHANGED_TEXT = {
     "popular.schedule": "0 */3 * * *", "scheduler.timezone": "Europe/Istanbul", "scheduler.recovery": "*/2 * * * *",
     "scheduler.queue_clean": "15 5 * * *", "scheduler.sessions_purge": "45 5 * * *",
     "server.trusted_proxies": ["10.0.0.0/8"], "moderation.on_unavailable": "hold",
-    "backup.schedule": "0 2 * * *", "backup.dir": "/var/backups/cwalld",
+    "backup.schedule": "0 2 * * *", "backup.dir": "/var/backups/cwalld", "privacy.on_account_delete": "detach",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,8 @@ import structlog
 
 from cwalld import config as configmod
 from cwalld.app import DAEMON
+from cwalld.http.keys import SCHEDULER
+from cwalld.storage.sqlite import SQLiteStorage, _migrations
 from tests.conftest import Api, cwalld, test_config
 from tests.test_live import next_event
 
@@ -104,7 +107,7 @@ async def test_deleting_an_account_takes_everything_about_it_and_the_wall_follow
     assert await storage.r.fetch(f"SELECT count(*) FROM empathies WHERE confession_id IN ({gone[0]}, {gone[1]})") == [(0,)]
     deleted = [e for e in logs if e["event"] == "account_deleted"]
     assert deleted == [{"event": "account_deleted", "user_id": ayse_id, "confessions": 2, "empathies": 1,
-                        "log_level": "info"}]  # how many, never which, never the name
+                        "kept": False, "log_level": "info"}]  # how many, never which, never the name
     r = redis.Redis.from_url(redis_server.url)
     try:
         for key in r.scan_iter(f"{redis_prefix}*"):
@@ -141,3 +144,64 @@ async def test_the_last_admin_cannot_leave_and_an_operator_deletes_from_the_comm
         assert (await (await s.get(d.url + "/api/v1/stats")).json())["confessions"]["total"] == 0
     again = await asyncio.to_thread(cwalld, "user", "delete", "silinecek", "--yes", cwd=tmp_path, env=d.env)
     assert again.returncode == 1 and "no user 'silinecek'" in again.stderr
+
+
+async def test_detach_keeps_a_deleted_accounts_confessions_with_no_author_at_all(
+        tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    cfg = configmod.replace(test_config(tmp_path, fake_ai.url), privacy={"on_account_delete": "detach"},
+                            popular={"threshold": 1, "min_account_age_hours": 0})
+    client = await make_client(cfg)
+    api = Api(client)
+    ayse, bora = await api.register("ayse_birakir"), await api.register("bora_okur")
+    kept = [(await (await api.post(ayse, text, anonymous=anon)).json())["confession"]["id"]
+            for text, anon in (("Adımla yazdım ama adım kalmasın.", False), ("Bu zaten anonimdi, kalsın.", True))]
+    for cid in kept:
+        await api.wait_status(cid, ayse)
+    assert (await client.put(f"/api/v1/confessions/{kept[0]}/empathy", headers=api.auth(bora))).status == 200
+    stream = await client.get("/api/v1/events")
+    assert (await client.delete("/api/v1/me", headers=api.auth(ayse), json={"password": "password123"})).status == 204
+
+    seen = [await next_event(stream) for _ in range(2)]
+    assert sorted((e["event"], e["data"]["id"], e["data"]["author"]) for e in seen) == [
+        ("published", kept[0], None), ("published", kept[1], None)]  # the cards lose the name, live
+    stream.close()
+    feed = {c["id"]: c for c in (await (await client.get("/api/v1/confessions")).json())["items"]}
+    assert set(feed) == set(kept) and all(c["author"] is None for c in feed.values())
+    assert feed[kept[0]]["empathy_count"] == 1  # others' empathy stays
+    storage = client.app[DAEMON].storage
+    assert await storage.r.fetch("SELECT author_id, anonymous FROM confessions ORDER BY id") == [(None, 1), (None, 1)]
+    again = await api.register("ayse_birakir")  # the name is free, and inherits nothing
+    assert (await (await client.get("/api/v1/me/confessions", headers=api.auth(again))).json())["items"] == []
+    assert (await (await client.get("/api/v1/me/export", headers=api.auth(again))).json())["confessions"] == []
+    ran = await client.app[SCHEDULER].run_now("popular")  # an authorless confession can be popular, no badge
+    assert ran == {"newly_popular": 1, "badges_awarded": 0}
+
+
+async def test_the_migration_to_authorless_confessions_keeps_every_row_and_index(tmp_path: Path) -> None:
+    path = tmp_path / "eski.db"
+    old = sqlite3.connect(path)
+    for version, f in _migrations()[:4]:  # a database as the previous release left it
+        old.executescript(f.read_text(encoding="utf-8"))
+    old.executescript("""
+        CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+        INSERT INTO schema_migrations VALUES (1, 'x'), (2, 'x'), (3, 'x'), (4, 'x');
+        INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'eski', 'h', '2026-01-01T00:00:00Z');
+        INSERT INTO confessions (id, author_id, content, category, status, created_at, published_at, holds)
+            VALUES (7, 1, 'Eski sürümden kalan itiraf.', 'love', 'published', '2026-01-01T00:00:00Z', '2026-01-01T00:00:01Z', 2);
+        INSERT INTO empathies VALUES (7, 1, '2026-01-02T00:00:00Z');""")
+    indexes = old.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'confessions'").fetchall()
+    old.close()
+    storage = SQLiteStorage(str(path))
+    await storage.open()
+    try:
+        c = await storage.confession(7)
+        assert c is not None and (c.content, c.empathy_count, c.author_id) == ("Eski sürümden kalan itiraf.", 1, 1)
+        assert await storage.r.fetch("SELECT holds FROM confessions") == [(2,)]
+        assert sorted(await storage.r.fetch(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'confessions'")) == sorted(indexes)
+        assert await storage.r.fetch("PRAGMA foreign_key_check") == []
+        assert (await storage.r.fetch("SELECT max(version) FROM schema_migrations"))[0][0] == 5
+        removed = await storage.delete_user(1, detach=True)  # the column takes NULL now
+        assert removed is not None and await storage.r.fetch("SELECT author_id FROM confessions") == [(None,)]
+    finally:
+        await storage.close()

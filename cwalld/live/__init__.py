@@ -40,6 +40,7 @@ LIVE: dict[Kind, str] = {
     "confession_published": "published",
     "confession_restored": "published",  # back on the wall
     "reply_regenerated": "published",  # the same confession, its new reply
+    "confession_detached": "published",  # the same confession, with no author now
     "empathy_added": "empathy",
     "empathy_removed": "empathy",
     "confession_hidden": "removed",

@@ -19,10 +19,12 @@ Cursor = tuple[str, int]
 
 @dataclass(frozen=True, slots=True)
 class Removed:
-    """What deleting an account took away, for the caches and live updates to follow: its own
-    confessions ``(id, category, status)`` and those whose empathy count it lowered ``(id, category)``."""
+    """What deleting an account changed, for the caches and live updates to follow: its own
+    confessions ``(id, category, status)`` — deleted, or ``detached`` (kept with no author) —
+    and those whose empathy count it lowered ``(id, category)``."""
     confessions: list[tuple[int, str, str]]
     empathized: list[tuple[int, str]]
+    detached: bool = False
 
 
 class Storage(Protocol):
@@ -73,7 +75,7 @@ class Storage(Protocol):
     # ``status``: pending, rejected, hidden, or reported (published, with a report)
     async def report_counts(self, confession_ids: list[int]) -> dict[int, int]: ...  # only those reported
     async def backup(self, target: str) -> dict[str, object]: ...  # file, bytes, seconds, counts
-    async def delete_user(self, user_id: int) -> Removed | None: ...  # None: no such user; LastAdmin
+    async def delete_user(self, user_id: int, detach: bool = False) -> Removed | None: ...  # None: no user; LastAdmin
     async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]: ...  # what is kept about a user
     async def delete_confession(self, confession_id: int) -> bool: ...
     async def finish(

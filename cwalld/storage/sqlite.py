@@ -57,22 +57,42 @@ def _migrations() -> list[tuple[int, Any]]:
     return sorted(((int(f.name.split("_", 1)[0]), f) for f in files), key=lambda vf: vf[0])
 
 
+REBUILD = "-- cwalld: rebuilds a table"  # a migration's first line, when it does
+
+
 def _migrate(c: sqlite3.Connection) -> None:
-    """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction."""
+    """Apply each migrations/NNNN_*.sql once, in order, each in its own transaction.
+
+    A migration that rebuilds a table (SQLite cannot change a column's constraints in place)
+    says so on its first line and runs SQLite's documented way: foreign keys off and the legacy
+    rename (so triggers that name the table are not checked while it is briefly missing), then
+    ``foreign_key_check`` must find nothing before the COMMIT."""
     c.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)")
     for version, f in _migrations():
         if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
             continue
         script = f.read_text(encoding="utf-8")
+        rebuild = script.startswith(REBUILD)
+        if rebuild:
+            c.execute("PRAGMA foreign_keys = OFF")
+            c.execute("PRAGMA legacy_alter_table = ON")
         try:
             # executescript runs the whole file; BEGIN IMMEDIATE makes a second process wait
             # and then fail on the version's primary key instead of applying it twice.
-            c.executescript(f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');\nCOMMIT;")
+            c.executescript(f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');")
+            broken = c.execute("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise sqlite3.IntegrityError(f"migration {version} breaks foreign keys: {broken[:3]}")
+            c.execute("COMMIT")
         except sqlite3.Error:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             if not c.execute("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)).fetchone():
                 raise
+        finally:
+            if rebuild:
+                c.execute("PRAGMA legacy_alter_table = OFF")
+                c.execute("PRAGMA foreign_keys = ON")
 
 
 def inspect(path: str) -> str | None:
@@ -375,7 +395,7 @@ class SQLiteStorage:
         cur = await self.w.execute(
             "UPDATE confessions SET status = 'hidden' WHERE id = ? AND status = 'published'"
             " AND (SELECT count(*) FROM reports r JOIN users u ON u.id = r.user_id WHERE r.confession_id = ?"
-            "      AND u.created_at <= ? AND r.user_id != confessions.author_id) >= ?",
+            "      AND u.created_at <= ? AND r.user_id IS NOT confessions.author_id) >= ?",
             (confession_id, confession_id, accounts_before, threshold))
         return cur.rowcount == 1
 
@@ -412,10 +432,11 @@ class SQLiteStorage:
         sql = f"SELECT {_C} {_FROM} WHERE {' AND '.join(where)} ORDER BY c.created_at DESC, c.id DESC LIMIT ?"
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
-    async def delete_user(self, user_id: int) -> Removed | None:
+    async def delete_user(self, user_id: int, detach: bool = False) -> Removed | None:
         """The account and every row about it, in one transaction: sessions, badges, the reports
         it filed, the empathies it gave (the counts follow, by trigger), and its confessions with
-        their empathies and reports. LastAdmin if it is the last admin."""
+        their empathies and reports — or, with ``detach``, its confessions kept with no author,
+        anonymous for ever. LastAdmin if it is the last admin."""
         def op(db: sqlite3.Connection) -> Removed | None:
             row = db.execute("SELECT is_admin FROM users WHERE id = ?", (user_id,)).fetchone()
             if row is None:
@@ -427,14 +448,15 @@ class SQLiteStorage:
                                      (user_id,)).fetchall()
             empathized = db.execute(
                 "SELECT c.id, c.category FROM empathies e JOIN confessions c ON c.id = e.confession_id"
-                " WHERE e.user_id = ? AND c.author_id != ?", (user_id, user_id)).fetchall()
+                " WHERE e.user_id = ? AND c.author_id IS NOT ?", (user_id, user_id)).fetchall()
+            mine = (("UPDATE confessions SET author_id = NULL, anonymous = 1 WHERE author_id = ?",) if detach else
+                    (f"DELETE FROM empathies WHERE confession_id IN ({own})",
+                     f"DELETE FROM reports WHERE confession_id IN ({own})", "DELETE FROM confessions WHERE author_id = ?"))
             for sql in ("DELETE FROM sessions WHERE user_id = ?", "DELETE FROM badges WHERE user_id = ?",
                         "DELETE FROM reports WHERE user_id = ?", "DELETE FROM empathies WHERE user_id = ?",
-                        f"DELETE FROM empathies WHERE confession_id IN ({own})",
-                        f"DELETE FROM reports WHERE confession_id IN ({own})",
-                        "DELETE FROM confessions WHERE author_id = ?", "DELETE FROM users WHERE id = ?"):
+                        *mine, "DELETE FROM users WHERE id = ?"):
                 db.execute(sql, (user_id,))
-            return Removed([tuple(r) for r in confessions], [tuple(r) for r in empathized])
+            return Removed([tuple(r) for r in confessions], [tuple(r) for r in empathized], detach)
         return await self.w.run(op, "delete_user")
 
     async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]:
@@ -510,11 +532,12 @@ class SQLiteStorage:
                 "UPDATE confessions SET is_popular = 1"
                 " WHERE status = 'published' AND is_popular = 0 AND empathy_count >= ?"
                 " AND (SELECT count(*) FROM empathies e JOIN users u ON u.id = e.user_id WHERE e.confession_id = confessions.id"
-                "      AND u.created_at <= ? AND e.user_id != confessions.author_id) >= ?",
+                "      AND u.created_at <= ? AND e.user_id IS NOT confessions.author_id) >= ?",
                 (threshold, accounts_before, threshold)).rowcount
             awarded = db.execute(
                 "INSERT INTO badges (user_id, code, name, awarded_at)"
-                " SELECT DISTINCT author_id, ?, ?, ? FROM confessions WHERE status = 'published' AND is_popular = 1"
+                " SELECT DISTINCT author_id, ?, ?, ? FROM confessions"
+                " WHERE status = 'published' AND is_popular = 1 AND author_id IS NOT NULL"
                 " ON CONFLICT DO NOTHING", (*badge, now())).rowcount
             return {"newly_popular": popular, "badges_awarded": awarded}
         return await self.w.run(op, "mark_popular")
