@@ -39,6 +39,10 @@ class Accounts:
         self.config, self.storage, self.events, self.attempts = config, storage, events, attempts
         self.counter_key = b""  # set by Wall.open from the database
 
+    def client_window(self, seconds: float) -> float:
+        """A counter keyed by a client address lives at most ``[privacy].client_data_hours``."""
+        return min(seconds, self.config.privacy.client_data_hours * 3600)
+
     def counter(self, kind: str, *parts: str) -> str:
         """A counter's key: an HMAC under a key kept in the database, so whoever reads Redis
         cannot test which usernames (or addresses) tried to sign in."""
@@ -47,7 +51,7 @@ class Accounts:
 
     async def register(self, username: object, password: object, name: object = None,
                        client: str = "") -> tuple[str, User]:
-        if await self.attempts.hit(self.counter("register", client), 3600) > self.config.auth.registrations_per_hour:
+        if await self.attempts.hit(self.counter("register", client), self.client_window(3600)) > self.config.auth.registrations_per_hour:
             raise TooMany("rate_limited", "too many new accounts from here; try again later", 3600)
         username = domain.check_username(username)
         password = domain.check_password(password)
@@ -61,8 +65,9 @@ class Accounts:
         if not isinstance(username, str) or not isinstance(password, str):
             raise Invalid({"username": "required string", "password": "required string"})
         auth = self.config.auth
-        if (await self.attempts.hit(self.counter("login", client, username), 60) > auth.login_attempts_per_minute
-                or await self.attempts.hit(self.counter("login_client", client), 60) > auth.login_attempts_per_client_minute):
+        window = self.client_window(60)
+        if (await self.attempts.hit(self.counter("login", client, username), window) > auth.login_attempts_per_minute
+                or await self.attempts.hit(self.counter("login_client", client), window) > auth.login_attempts_per_client_minute):
             raise TooMany("rate_limited", "too many login attempts; try again later", 60)
         found = await self.storage.credentials(username)
         ok = await asyncio.to_thread(_verify, found[1] if found else _DUMMY_HASH, password)

@@ -198,6 +198,7 @@ class Log:
     format: str = "auto"
     slow_query_ms: float = 100.0
     stats_interval: float = 60.0
+    client_addresses: bool = False  # off: an address beside a post's request id can name an anonymous author
 
 
 @dataclass(frozen=True)
@@ -211,6 +212,7 @@ class Events:
 class Privacy:
     exports_per_day: int = 3
     on_account_delete: str = "delete"  # or "detach": its confessions stay, with no author
+    client_data_hours: float = 24.0  # the longest any client address (as an HMAC'd counter key) is kept
 
 
 @dataclass(frozen=True)
@@ -602,6 +604,7 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
          f"not a valid cron expression (or empty: off): {_toml(cfg.backup.schedule)}")
     need(cfg.backup.keep >= 1, "backup.keep", "must be at least 1")
     need(cfg.privacy.exports_per_day >= 1, "privacy.exports_per_day", "must be at least 1")
+    need(cfg.privacy.client_data_hours > 0, "privacy.client_data_hours", "must be greater than 0")
     need(cfg.privacy.on_account_delete in ("delete", "detach"), "privacy.on_account_delete", "must be delete or detach")
     try:
         ZoneInfo(cfg.scheduler.timezone)

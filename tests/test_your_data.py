@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import redis
 import structlog
 
-from cwalld import config as configmod
+from cwalld import config as configmod, logs
 from cwalld.app import DAEMON
 from cwalld.http.keys import SCHEDULER
 from cwalld.storage.sqlite import SQLiteStorage, _migrations
@@ -159,7 +160,13 @@ async def test_detach_keeps_a_deleted_accounts_confessions_with_no_author_at_all
         await api.wait_status(cid, ayse)
     assert (await client.put(f"/api/v1/confessions/{kept[0]}/empathy", headers=api.auth(bora))).status == 200
     stream = await client.get("/api/v1/events")
-    assert (await client.delete("/api/v1/me", headers=api.auth(ayse), json={"password": "password123"})).status == 204
+    before = await (await client.get("/api/v1/stats")).json()
+    with structlog.testing.capture_logs() as lines:
+        assert (await client.delete("/api/v1/me", headers=api.auth(ayse), json={"password": "password123"})).status == 204
+    assert [e for e in lines if e["event"] == "account_deleted"][0]["kept"] is True
+    assert "ayse_birakir" not in repr(lines)
+    after = await (await client.get("/api/v1/stats")).json()
+    assert (after["users"], after["confessions"]["total"]) == (before["users"] - 1, before["confessions"]["total"])
 
     seen = [await next_event(stream) for _ in range(2)]
     assert sorted((e["event"], e["data"]["id"], e["data"]["author"]) for e in seen) == [
@@ -205,3 +212,60 @@ async def test_the_migration_to_authorless_confessions_keeps_every_row_and_index
         assert removed is not None and await storage.r.fetch("SELECT author_id FROM confessions") == [(None,)]
     finally:
         await storage.close()
+
+
+async def test_client_addresses_live_only_in_short_counters_and_in_logs_only_when_asked(
+        tmp_path: Path, fake_ai: Any, make_client: Any, redis_server: Any, redis_prefix: str, monkeypatch: Any) -> None:
+    address = "203.0.113.77"
+    monkeypatch.setitem(logs._access, "enabled", True)
+    monkeypatch.setitem(logs._access, "batcher", None)  # access lines through structlog, where capture_logs sees them
+    base = configmod.replace(test_config(tmp_path, fake_ai.url), redis={"url": redis_server.url, "prefix": redis_prefix},
+                             server={"trusted_proxies": ["127.0.0.1/32"]}, privacy={"client_data_hours": 0.05},
+                             log={"level": "info"})
+    client = await make_client(base)
+    api = Api(client)
+    via = {"X-Forwarded-For": address}
+    with structlog.testing.capture_logs() as lines:
+        r = await client.post("/api/v1/auth/register", json={"username": "adres_yok", "password": "password123"}, headers=via)
+        token = (await r.json())["token"]
+        await client.post("/api/v1/auth/login", json={"username": "adres_yok", "password": "password123"}, headers=via)
+        posted = await client.post("/api/v1/confessions", headers={**via, **api.auth(token)},
+                                   json={"content": "Adresimi kimse bilmesin diye yazdım.", "category": "other"})
+        await api.wait_status((await posted.json())["confession"]["id"], token)
+    assert any(e["event"] == "request" for e in lines) and address not in repr(lines)  # in no log line by default
+    db = sqlite3.connect(tmp_path / "cwall.db")
+    try:
+        assert address not in "\n".join(db.iterdump())  # never in the database
+    finally:
+        db.close()
+    r = redis.Redis.from_url(redis_server.url)
+    try:
+        counters = 0
+        for key in r.scan_iter(f"{redis_prefix}*"):
+            value = r.get(key) if r.type(key) == b"string" else b""
+            assert address.encode() not in key + (value or b""), key
+            if b":register:" in key or b":login" in key:
+                counters += 1
+                assert 0 < r.pttl(key) <= 0.05 * 3600 * 1000, key  # capped by [privacy].client_data_hours
+        assert counters == 3  # register, and login per (client, name) and per client
+    finally:
+        r.close()
+
+    told = await make_client(configmod.replace(base, log={"level": "info", "client_addresses": True},
+                                               server={"trusted_proxies": ["127.0.0.1/32"],
+                                                       "control_socket": str(tmp_path / "told.sock")}))
+    with structlog.testing.capture_logs() as lines:
+        await told.get("/api/v1/categories", headers=via)
+    assert [e.get("client") for e in lines if e["event"] == "request"] == [address]
+
+    class Journal:  # the fast JSON path journald gets
+        def __init__(self) -> None:
+            self.lines: list[bytes] = []
+
+        def msg(self, line: bytes) -> None:
+            self.lines.append(line)
+    journal = Journal()
+    monkeypatch.setitem(logs._access, "batcher", journal)
+    await told.get("/api/v1/categories", headers=via)
+    await client.get("/api/v1/categories", headers=via)
+    assert [orjson.loads(line).get("client") for line in journal.lines] == [address, None]

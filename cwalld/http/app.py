@@ -11,7 +11,7 @@ from aiohttp import web
 
 from cwalld import logs, metrics
 from cwalld.config import Config
-from cwalld.http import docs, errors, openapi, routes, schema, web as page
+from cwalld.http import client, docs, errors, openapi, routes, schema, web as page
 from cwalld.http.keys import OPENAPI, SCHEDULER, WALL
 from cwalld.scheduler import Scheduler
 from cwalld.wall import Wall
@@ -40,7 +40,9 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
     response.headers["X-Request-ID"] = request_id
     seconds = time.perf_counter() - started
     metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
-    logs.access(request_id, request.method, request.path, response.status, seconds)
+    wall = request.app[WALL]
+    logs.access(request_id, request.method, request.path, response.status, seconds,
+                client.of(request) if wall.config.log.client_addresses else None)
     return response
 
 
