@@ -269,3 +269,15 @@ async def test_client_addresses_live_only_in_short_counters_and_in_logs_only_whe
     await told.get("/api/v1/categories", headers=via)
     await client.get("/api/v1/categories", headers=via)
     assert [orjson.loads(line).get("client") for line in journal.lines] == [address, None]
+
+
+async def test_taking_back_one_confession_erases_its_text_and_reply(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
+    """DELETE /confessions/{id} marked the row deleted and kept the text and the reply in the database."""
+    client = await make_client(test_config(tmp_path, fake_ai.url))
+    api = Api(client)
+    token = await api.register()
+    cid = (await (await api.post(token, "Bunu yazdığıma pişman oldum, geri alıyorum.")).json())["confession"]["id"]
+    await api.wait_status(cid, token)
+    assert (await client.delete(f"/api/v1/confessions/{cid}", headers=api.auth(token))).status == 204
+    rows = await client.app[DAEMON].storage.r.fetch("SELECT status, content, ai_response FROM confessions WHERE id = ?", (cid,))
+    assert rows == [("deleted", "", None)]

@@ -298,8 +298,11 @@ class SQLiteStorage:
         return [_confession(r) for r in await self.r.fetch(sql, (*args, limit))]
 
     async def delete_confession(self, confession_id: int) -> bool:
+        """The row stays (its id is in others' empathies and reports, and in the queue); what was
+        written and answered goes: taking a confession back erases it."""
         cur = await self.w.execute(
-            "UPDATE confessions SET status = 'deleted' WHERE id = ? AND status != 'deleted'", (confession_id,)
+            "UPDATE confessions SET status = 'deleted', content = '', ai_response = NULL, rejection_reason = NULL"
+            " WHERE id = ? AND status != 'deleted'", (confession_id,)
         )
         return cur.rowcount == 1
 
