@@ -112,7 +112,7 @@ class Accounts:
         """The account and everything about it, at once (``storage.delete_user``); then the
         caches and live updates follow each confession it took away. The log says how many,
         never which: no line ties the account to its confessions."""
-        detach = self.config.privacy.on_account_delete == "detach"
+        detach = self.config.privacy.detach
         removed = await self.storage.delete_user(user_id, detach)
         if removed is None:
             raise NotFound("no such user")

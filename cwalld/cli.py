@@ -349,8 +349,9 @@ async def user_delete(cfg: Config, username: str, yes: bool) -> int:
             found = await storage.credentials(username)
             if found is None:
                 return None
-            removed = await storage.delete_user(found[0].id)
-            return f"deleted {username} and {len(removed.confessions)} confessions"
+            removed = await storage.delete_user(found[0].id, cfg.privacy.detach)
+            kept = "kept with no author" if cfg.privacy.detach else "deleted"
+            return f"deleted {username}; {len(removed.confessions)} confessions {kept}"
         return await on_database(cfg, remove, f"no user {username!r}")
     except Refused as e:
         print(f"cwalld: {e}", file=sys.stderr)

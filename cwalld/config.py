@@ -214,6 +214,11 @@ class Privacy:
     on_account_delete: str = "delete"  # or "detach": its confessions stay, with no author
     client_data_hours: float = 24.0  # the longest any client address (as an HMAC'd counter key) is kept
 
+    @property
+    def detach(self) -> bool:
+        """A deleted account's confessions stay, with no author (else they go with it)."""
+        return self.on_account_delete == "detach"
+
 
 @dataclass(frozen=True)
 class Backup:

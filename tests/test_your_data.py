@@ -281,3 +281,31 @@ async def test_taking_back_one_confession_erases_its_text_and_reply(tmp_path: Pa
     assert (await client.delete(f"/api/v1/confessions/{cid}", headers=api.auth(token))).status == 204
     rows = await client.app[DAEMON].storage.r.fetch("SELECT status, content, ai_response FROM confessions WHERE id = ?", (cid,))
     assert rows == [("deleted", "", None)]
+
+
+def test_an_operator_deleting_with_no_daemon_running_follows_the_configured_mode(tmp_path: Path) -> None:
+    """The command line's own path (no daemon to ask) deleted the confessions even where the
+    config said detach."""
+    env = {"CWALLD_PRIVACY_ON_ACCOUNT_DELETE": "detach"}
+    assert cwalld("user", "create", "cevrimdisi", "--password-stdin", input="password123\n", cwd=tmp_path,
+                  env=env).returncode == 0
+    db = sqlite3.connect(tmp_path / "data" / "cwall.db")
+    try:
+        db.execute("INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)"
+                   " SELECT id, 'Kalması gereken itiraf.', 'other', 0, 'published', '2026-01-01T00:00:00Z' FROM users")
+        db.commit()
+    finally:
+        db.close()
+    done = cwalld("user", "delete", "cevrimdisi", "--yes", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert rows_of(tmp_path / "data" / "cwall.db", "SELECT author_id, anonymous, content FROM confessions") == [
+        (None, 1, "Kalması gereken itiraf.")]
+    assert rows_of(tmp_path / "data" / "cwall.db", "SELECT count(*) FROM users") == [(0,)]
+
+
+def rows_of(path: Path, sql: str) -> list[Any]:
+    c = sqlite3.connect(path)
+    try:
+        return c.execute(sql).fetchall()
+    finally:
+        c.close()

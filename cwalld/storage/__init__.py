@@ -20,11 +20,10 @@ Cursor = tuple[str, int]
 @dataclass(frozen=True, slots=True)
 class Removed:
     """What deleting an account changed, for the caches and live updates to follow: its own
-    confessions ``(id, category, status)`` — deleted, or ``detached`` (kept with no author) —
-    and those whose empathy count it lowered ``(id, category)``."""
+    confessions ``(id, category, status)`` — deleted, or detached (kept with no author) — and
+    those whose empathy count it lowered ``(id, category)``."""
     confessions: list[tuple[int, str, str]]
     empathized: list[tuple[int, str]]
-    detached: bool = False
 
 
 class Storage(Protocol):

@@ -80,7 +80,7 @@ def _migrate(c: sqlite3.Connection) -> None:
             # executescript runs the whole file; BEGIN IMMEDIATE makes a second process wait
             # and then fail on the version's primary key instead of applying it twice.
             c.executescript(f"BEGIN IMMEDIATE;\n{script}\n;INSERT INTO schema_migrations VALUES ({version}, '{now()}');")
-            broken = c.execute("PRAGMA foreign_key_check").fetchall()
+            broken = c.execute("PRAGMA foreign_key_check").fetchall() if rebuild else []  # else enforced as it ran
             if broken:
                 raise sqlite3.IntegrityError(f"migration {version} breaks foreign keys: {broken[:3]}")
             c.execute("COMMIT")
@@ -459,7 +459,7 @@ class SQLiteStorage:
                         "DELETE FROM reports WHERE user_id = ?", "DELETE FROM empathies WHERE user_id = ?",
                         *mine, "DELETE FROM users WHERE id = ?"):
                 db.execute(sql, (user_id,))
-            return Removed([tuple(r) for r in confessions], [tuple(r) for r in empathized], detach)
+            return Removed([tuple(r) for r in confessions], [tuple(r) for r in empathized])
         return await self.w.run(op, "delete_user")
 
     async def export(self, user_id: int) -> dict[str, list[dict[str, object]]]:
