@@ -15,7 +15,6 @@ import contextlib
 import gc
 import os
 import signal
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 
@@ -36,7 +35,8 @@ from cwalld.notify import Notifier
 from cwalld.queue import JobQueue
 from cwalld.queue.local import LocalQueue
 from cwalld.scheduler import Scheduler
-from cwalld.storage.sqlite import SQLiteStorage
+from cwalld.storage import RESTART_KEYS as STORAGE_RESTART_KEYS
+from cwalld.storage import Storage, where
 from cwalld.wall import Wall
 
 log = structlog.get_logger("cwalld")
@@ -50,6 +50,17 @@ def make_queue(config: Config) -> JobQueue:
 
         return RedisQueue(config.queue, config.redis.url, config.redis.prefix)
     return LocalQueue(config.queue)
+
+
+def make_storage(config: Config) -> Storage:
+    """PostgreSQL when ``[storage].url`` is set (several machines), else the SQLite file."""
+    if config.storage.url:
+        from cwalld.storage.postgres import PostgresStorage
+
+        return PostgresStorage(config.storage.url, config.storage.pool_size, config.log.slow_query_ms)
+    from cwalld.storage.sqlite import SQLiteStorage
+
+    return SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
 
 
 def make_cache(config: Config) -> Cache:
@@ -67,7 +78,7 @@ class Daemon:
     """Every part of one running daemon, built from one config."""
 
     config: Config
-    storage: SQLiteStorage
+    storage: Storage
     queue: JobQueue
     ai: AI
     cache: Cache
@@ -98,7 +109,7 @@ def make_live_log(config: Config) -> LogPort:
 
 def build(config: Config) -> web.Application:
     """The whole daemon as an aiohttp app whose startup and cleanup run the other parts."""
-    storage = SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
+    storage = make_storage(config)
     queue = make_queue(config)
     ai = AI(config.ai)
     cache = make_cache(config)
@@ -117,8 +128,8 @@ def build(config: Config) -> web.Application:
             started.push_async_callback(daemon.close_ai)  # and those a reload swapped out
             try:
                 await storage.open()
-            except (OSError, sqlite3.Error) as e:
-                raise StartFailed(f"cannot open the database {config.storage.path}: {e}") from None
+            except Exception as e:  # noqa: BLE001 - a file, a server or its schema: one line says which
+                raise StartFailed(f"cannot open the database {where(config)}: {e}") from None
             await wall.open()
             if "http" in roles:  # the streams' follower: only a process that serves them needs it
                 wall.live.start()
@@ -198,7 +209,7 @@ def rss_bytes() -> int:
 
 def restart_keys(daemon: Daemon) -> list[str]:
     """Settings some part reads only at start: a reload reports a change and keeps them."""
-    parts: list[tuple[str, ...]] = [http.RESTART_KEYS, control.RESTART_KEYS, SQLiteStorage.RESTART_KEYS,
+    parts: list[tuple[str, ...]] = [http.RESTART_KEYS, control.RESTART_KEYS, STORAGE_RESTART_KEYS,
                                     daemon.queue.RESTART_KEYS, Cache.RESTART_KEYS]
     return sorted({key for part in parts for key in part})
 

@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 async def check(cfg: Config) -> int:
     """One line per component; exit 1 if any is not usable."""
     from cwalld.ai import AI
-    from cwalld.storage.sqlite import inspect
+    from cwalld.storage import where
 
     ok = True
 
@@ -179,15 +179,22 @@ async def check(cfg: Config) -> int:
         line("secrets", "WARNING", f"{path} ({mode}) holds {key} and every user can read it: chmod 600 {path}")
     if not exposed:
         line("secrets", "ok", "none in a file every user can read")
-    try:  # read-only: check never creates or changes a file
-        schema = inspect(cfg.storage.path)
-        if schema is None:
-            line("storage", "new", f"{cfg.storage.path}: not created yet (the first start creates it)")
+    try:  # read-only: check never creates or changes a file or a table
+        if cfg.storage.url:
+            from cwalld.storage import postgres
+
+            schema: str | None = await postgres.inspect(cfg.storage.url)
         else:
-            line("storage", "ok", f"{cfg.storage.path} ({schema})")
+            from cwalld.storage import sqlite
+
+            schema = sqlite.inspect(cfg.storage.path)
+        if schema is None:
+            line("storage", "new", f"{where(cfg)}: not created yet (the first start creates it)")
+        else:
+            line("storage", "ok", f"{where(cfg)} ({schema})")
     except Exception as e:  # noqa: BLE001
         ok = False
-        line("storage", "FAILED", f"{cfg.storage.path}: {e}")
+        line("storage", "FAILED", f"{where(cfg)}: {e}")
     async def probe(name: str, detail: str, ping: Awaitable[object], close: Callable[[], Awaitable[object]]) -> bool:
         try:
             await ping
@@ -253,10 +260,10 @@ def read_password(from_stdin: bool) -> str | None:
 async def on_database(cfg: Config, work: Callable[[Any], Awaitable[str | None]], missing: str = "") -> int:
     """A ``user`` command: ``work`` on the database directly; it returns the line to print, or
     None for ``missing``. A refusal of the domain's (a taken name, the last admin) is one line."""
+    from cwalld.app import make_storage
     from cwalld.domain import DomainError
-    from cwalld.storage.sqlite import SQLiteStorage
 
-    storage = SQLiteStorage(cfg.storage.path)
+    storage = make_storage(cfg)
     await storage.open()
     try:
         said = await work(storage)
@@ -367,6 +374,10 @@ async def take_backup(cfg: Config, file: str) -> int:
 
     from cwalld.storage import backup
 
+    if cfg.storage.url:
+        print("cwalld: a PostgreSQL wall is backed up with its server's tools (pg_dump; README: Backups)",
+              file=sys.stderr)
+        return 1
     try:
         try:
             made = await ask(cfg, "POST", "/backup", {"file": file})
@@ -391,6 +402,10 @@ async def put_back(cfg: Config, file: str) -> int:
 
     from cwalld.storage import backup
 
+    if cfg.storage.url:
+        print("cwalld: a PostgreSQL wall is restored with its server's tools (pg_restore; README: Backups)",
+              file=sys.stderr)
+        return 1
     try:
         await ask(cfg, "GET", "/jobs", None)
         print(f"cwalld: the daemon is running (control socket {cfg.server.socket}): stop it first "

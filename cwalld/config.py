@@ -69,6 +69,9 @@ class Server:
 class Storage:
     path: str = "./data/cwall.db"
     synchronous: str = "full"
+    url: str = ""  # postgresql://USER@HOST:PORT/DB: PostgreSQL instead of the SQLite file at path
+    password_file: str = ""
+    pool_size: int = 10
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,10 @@ def build(raw: dict[str, Any], source: str = "<dict>", env: typing.Mapping[str, 
         _apply_env(name, f.type, table, env, problems)
         sections[name] = _section(f.type, table, name, source, problems)
     _read_secrets(sections, env, source, problems)
+    given = set(raw.get("storage", {}) if isinstance(raw.get("storage"), dict) else {}) | {
+        k.removeprefix("CWALLD_STORAGE_").lower() for k in env if k.startswith("CWALLD_STORAGE_")}
+    if sections["storage"].url and given & {"path", "synchronous"}:
+        problems.append(ConfigError(source, "storage.path", "set storage.path (SQLite) or storage.url (PostgreSQL), not both"))
     try:
         sections["categories"] = _categories(raw.get("categories"), source)
     except ConfigError as e:
@@ -409,9 +416,9 @@ def _apply_env(section: str, cls_name: Any, table: dict[str, Any], env: typing.M
 
 def _read_secrets(sections: dict[str, Any], env: typing.Mapping[str, str], source: str,
                   problems: list[ConfigError]) -> None:
-    """``ai.api_key_file`` and ``redis.password_file``: secrets kept out of the config file, in
-    files only root (or the service, through systemd's LoadCredential=) can read."""
-    ai, redis = sections["ai"], sections["redis"]
+    """``ai.api_key_file``, ``redis.password_file`` and ``storage.password_file``: secrets kept out
+    of the config file, in files only root (or the service, through systemd's LoadCredential=) can read."""
+    ai, redis, storage = sections["ai"], sections["redis"], sections["storage"]
     try:
         if ai.api_key_file:
             if ai.api_key:
@@ -419,16 +426,17 @@ def _read_secrets(sections: dict[str, Any], env: typing.Mapping[str, str], sourc
             sections["ai"] = dataclasses.replace(ai, api_key=_read_secret(ai.api_key_file, "ai.api_key_file", source, env))
     except ConfigError as e:
         problems.append(e)
-    try:
-        if redis.password_file:
-            if not redis.url:
-                raise ConfigError(source, "redis.password_file", "needs redis.url (the server to use it with)")
-            if _has_password(redis.url):
-                raise ConfigError(source, "redis.password_file", "redis.url has a password already")
-            password = quote(_read_secret(redis.password_file, "redis.password_file", source, env), safe="")
-            sections["redis"] = dataclasses.replace(redis, url=_with_password(redis.url, password))
-    except ConfigError as e:
-        problems.append(e)
+    for name, server in (("redis", redis), ("storage", storage)):
+        try:
+            if server.password_file:
+                if not server.url:
+                    raise ConfigError(source, f"{name}.password_file", f"needs {name}.url (the server to use it with)")
+                if _has_password(server.url):
+                    raise ConfigError(source, f"{name}.password_file", f"{name}.url has a password already")
+                password = quote(_read_secret(server.password_file, f"{name}.password_file", source, env), safe="")
+                sections[name] = dataclasses.replace(server, url=_with_password(server.url, password))
+        except ConfigError as e:
+            problems.append(e)
 
 
 def _read_secret(path: str, key: str, source: str, env: typing.Mapping[str, str]) -> str:
@@ -460,7 +468,7 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}{sep}{userinfo}:{password}@{hostport}"
 
 
-SECRETS = ("ai.api_key", "redis.url", "server.metrics_token")
+SECRETS = ("ai.api_key", "redis.url", "storage.url", "server.metrics_token")
 
 
 def exposed_secrets(cfg: Config) -> list[tuple[str, str]]:
@@ -478,9 +486,10 @@ def exposed_secrets(cfg: Config) -> list[tuple[str, str]]:
         for key in SECRETS:
             section, name = key.split(".")
             value = raw.get(section, {}).get(name)
-            if value and (key != "redis.url" or _has_password(str(value))):
+            if value and (not key.endswith(".url") or _has_password(str(value))):
                 out.append((cfg.source, key))
-    for path, key in ((cfg.ai.api_key_file, "ai.api_key"), (cfg.redis.password_file, "redis.password")):
+    for path, key in ((cfg.ai.api_key_file, "ai.api_key"), (cfg.redis.password_file, "redis.password"),
+                      (cfg.storage.password_file, "storage.password")):
         if path and world_readable(path):
             out.append((path, key))
     return out
@@ -560,6 +569,9 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
         need(set(roles) == set(ROLES) or bool(cfg.redis.url), "server.roles",
              "only some roles need redis.url (without Redis the queue is one process's own)")
     need(bool(cfg.storage.path), "storage.path", "must not be empty")
+    need(cfg.storage.url == "" or cfg.storage.url.split("://")[0] in ("postgresql", "postgres"),
+         "storage.url", "must start with postgresql:// (or be empty: SQLite at storage.path)")
+    need(cfg.storage.pool_size >= 1, "storage.pool_size", "must be at least 1")
     need(cfg.storage.synchronous in ("full", "normal"), "storage.synchronous", "must be full or normal")
     need(cfg.redis.url == "" or cfg.redis.url.split("://")[0] in ("redis", "rediss", "unix"),
          "redis.url", "must start with redis://, rediss:// or unix://")

@@ -6,7 +6,8 @@
 - ``queue_clean``: finished job records past ``keep_finished_seconds``.
 - ``sessions_purge``: expired login tokens.
 - ``backup``: an online copy of the database into ``[backup].dir``, the ``keep`` newest kept
-  (not listed when ``[backup].schedule`` is empty).
+  (not listed when ``[backup].schedule`` is empty, nor on PostgreSQL: its server's own backups,
+  pg_dump or base backups, are the ones to trust).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Jobs:
             Job("recovery", s.recovery, self.recovery),
             Job("queue_clean", s.queue_clean, self.queue_clean),
             Job("sessions_purge", s.sessions_purge, self.sessions_purge),
-            *([Job("backup", self.config.backup.schedule, self.backup)] if self.config.backup.schedule else []),
+            *([Job("backup", self.config.backup.schedule, self.backup)] if self.config.backup.schedule and not self.config.storage.url else []),
         ]
 
     async def popular(self) -> dict[str, int]:

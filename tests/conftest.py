@@ -82,6 +82,51 @@ def redis_prefix(request: pytest.FixtureRequest) -> str:
     return f"t{abs(hash(request.node.nodeid)) % 10**10}:"
 
 
+POSTGRES = os.environ.get("TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")  # .ci/run starts it
+
+
+class Postgres:
+    """A database of this test run's own on the machine's PostgreSQL server, dropped at its end."""
+
+    def __init__(self) -> None:
+        self.name = f"cwalld_test_{os.getpid()}_{int(time.time())}"
+        self.url = POSTGRES.rsplit("/", 1)[0] + "/" + self.name
+
+    async def admin(self, sql: str, url: str = POSTGRES) -> None:
+        import asyncpg
+
+        c = await asyncpg.connect(url)
+        try:
+            await c.execute(sql)
+        finally:
+            await c.close()
+
+    async def empty(self) -> str:
+        """The database with no tables at all (a new wall's), for one test."""
+        await self.admin("DROP SCHEMA public CASCADE; CREATE SCHEMA public", self.url)
+        return self.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Any:
+    import concurrent.futures
+
+    def admin(sql: str) -> None:  # on a thread: the first test to ask may be inside a running loop
+        with concurrent.futures.ThreadPoolExecutor(1) as t:
+            t.submit(asyncio.run, pg.admin(sql)).result()
+
+    pg = Postgres()
+    admin(f'CREATE DATABASE "{pg.name}"')
+    yield pg
+    admin(f'DROP DATABASE IF EXISTS "{pg.name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def postgres_url(postgres_server: Postgres) -> str:
+    """A URL of an empty PostgreSQL database for this test."""
+    return await postgres_server.empty()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _logs() -> None:
     from cwalld import logs
@@ -111,6 +156,8 @@ def test_config(tmp_path: Path, ai_url: str | None = None, **sections: dict[str,
         raw["ai"].update(api_key="test-key", base_url=ai_url)
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
+    if raw["storage"].get("url"):  # PostgreSQL instead of the file
+        del raw["storage"]["path"]
     return configmod.build(raw, "test")
 
 

@@ -14,7 +14,7 @@ import contextlib
 class SilentProxy:
     def __init__(self, target_port: int, host: str = "127.0.0.1") -> None:
         self.host, self.target_port = host, target_port
-        self.port = 0
+        self.port = 0  # after start: the same port again after a stop (a host that comes back)
         self._server: asyncio.Server | None = None
         self._dead: set[asyncio.StreamWriter] = set()
         self._epoch = 0  # connections opened in an older epoch than the last silence are dead
@@ -26,7 +26,7 @@ class SilentProxy:
         return f"redis://{self.host}:{self.port}/0"
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     def silence(self) -> None:
@@ -46,6 +46,7 @@ class SilentProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for w in self._dead:
             w.close()
+        self._dead.clear()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         me = asyncio.current_task()

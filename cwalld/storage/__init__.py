@@ -1,7 +1,8 @@
 """The storage port: everything cwalld keeps, behind one small interface.
 
-SQLite (``storage.sqlite``) is the source of truth; queues and caches may forget, this may not.
-All SQL lives in the adapters, so a PostgreSQL one can slot in beside the SQLite one.
+The database is the source of truth; queues and caches may forget, this may not. Two adapters:
+``storage.sqlite`` (one machine) and ``storage.postgres`` (several), the same schema column for
+column; all SQL lives in them, and ``tests/test_storage_contract.py`` holds both to one contract.
 Anonymous authors never leave this layer: rows of anonymous confessions carry ``author=None``.
 """
 
@@ -12,6 +13,20 @@ from typing import Protocol
 
 from cwalld.config import Config
 from cwalld.domain import Confession, User
+
+RESTART_KEYS = ("storage.path", "storage.synchronous", "storage.url", "storage.password_file", "storage.pool_size")
+"""Settings the connections are opened with: a reload reports a change and keeps them."""
+
+
+def where(config: Config) -> str:
+    """The database, said for the operator: the SQLite file, or the server and database (never
+    the password)."""
+    if not config.storage.url:
+        return config.storage.path
+    scheme, _, rest = config.storage.url.partition("://")
+    user, at, host = rest.rpartition("@")
+    return f"{scheme}://{user.split(':')[0]}{at}{host.split('?')[0]}"
+
 
 Cursor = tuple[str, int]
 """Keyset position: (timestamp, id) of the last item a page returned."""
@@ -28,7 +43,7 @@ class Removed:
 
 class Storage(Protocol):
     """Every method the use cases, the scheduler and the entrypoints call: the whole port, so an
-    adapter that implements it (SQLite today, PostgreSQL next) is all a deployment needs."""
+    adapter that implements it (SQLite or PostgreSQL) is all a deployment needs."""
 
     created: bool  # after open: the database was made by it (the scheduler then has nothing to catch up)
 

@@ -21,34 +21,15 @@ from urllib.parse import quote
 
 from cwalld.config import Config
 from cwalld.domain import (
-    PENDING, PUBLISHED, Author, Badge, Confession, LastAdmin, User, UsernameTaken, iso_after, now,
+    PENDING, PUBLISHED, Badge, Confession, LastAdmin, User, UsernameTaken, iso_after, now,
 )
-from cwalld.storage import Cursor, Removed
+from cwalld.storage import Cursor, Removed, rows
 from cwalld.storage.thread import SQLiteThread
 
 
-_C = (
-    "c.id, c.content, c.category, c.status, c.ai_response, c.ai_fallback, c.empathy_count, c.is_popular,"
-    " c.created_at, c.published_at, c.anonymous, c.author_id, c.rejection_reason,"
-    " u.username, u.name, u.image"
-)
-# The join only matches for named confessions, so an anonymous author is never even read.
-_FROM = "FROM confessions c LEFT JOIN users u ON u.id = c.author_id AND c.anonymous = 0"
-_U = "u.id, u.username, u.name, u.image, u.is_admin, u.created_at"
+_C, _FROM, _U = rows.CONFESSION, rows.FROM, rows.USER
 _ONE = f"SELECT {_C} {_FROM} WHERE c.id = ?"
-
-
-def _confession(r: Any) -> Confession:
-    return Confession(
-        id=r[0], content=r[1], category=r[2], status=r[3], ai_response=r[4], ai_fallback=bool(r[5]),
-        empathy_count=r[6], is_popular=bool(r[7]), created_at=r[8], published_at=r[9],
-        anonymous=bool(r[10]), author_id=r[11], rejection_reason=r[12],
-        author=Author(r[13], r[14], r[15]) if r[13] is not None else None,
-    )
-
-
-def _user(r: Any, badges: list[Badge] | None = None) -> User:
-    return User(id=r[0], username=r[1], name=r[2], image=r[3], is_admin=bool(r[4]), created_at=r[5], badges=badges or [])
+_confession, _user = rows.confession, rows.user
 
 
 def _migrations() -> list[tuple[int, Any]]:
@@ -131,8 +112,6 @@ def _one(c: sqlite3.Connection, confession_id: int) -> Confession | None:
 
 
 class SQLiteStorage:
-    RESTART_KEYS = ("storage.path", "storage.synchronous")  # the connections are opened with them
-
     def __init__(self, path: str, synchronous: str = "FULL", slow_query_ms: float = 100.0) -> None:
         self.path = path
         self.synchronous = synchronous
