@@ -87,6 +87,11 @@ def parser() -> argparse.ArgumentParser:
     restore = sub.add_parser("restore", help="put a backup in place of the database (the daemon must be stopped; "
                                              "the old one is kept as *.before-restore)")
     restore.add_argument("file")
+    move = sub.add_parser("migrate", help="copy a wall from its SQLite file into an empty PostgreSQL database "
+                                          "(then set [storage].url)")
+    move.add_argument("--from", dest="source", required=True, metavar="sqlite:PATH")
+    move.add_argument("--to", dest="target", required=True, metavar="postgresql://USER@HOST:PORT/DB")
+    move.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
     for sp in (backup, restore):
         sp.add_argument("-c", "--config", dest="sub_config", help=argparse.SUPPRESS)
         which = sp.add_mutually_exclusive_group()
@@ -151,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(lambda: (take_backup if command == "backup" else put_back)(cfg, os.path.abspath(args.file)))
     if command == "ai":
         return run(lambda: regenerate(cfg, args.since, args.dry_run, args.json))
+    if command == "migrate":
+        return run(lambda: move_wall(args.source, args.target))
     method, path, payload = {
         ("queue", "stats"): ("GET", "/queue", None),
         ("queue", "clean"): ("POST", "/queue/clean", {"grace_seconds": getattr(args, "grace", 0)}),
@@ -393,6 +400,24 @@ async def take_backup(cfg: Config, file: str) -> int:
     counts = ", ".join(f"{k} {v:,}" for k, v in made["counts"].items())
     print(f"backup   {made['file']}  {made['bytes']:,} bytes in {made['seconds']} s, {how}; integrity ok")
     print(f"rows     {counts}")
+    return 0
+
+
+async def move_wall(source: str, target: str) -> int:
+    """``migrate``: the whole wall into an empty PostgreSQL database, counts verified."""
+    from cwalld.storage import move
+
+    if not source.startswith("sqlite:") or not target.startswith(("postgresql://", "postgres://")):
+        print("cwalld: migrate --from sqlite:PATH --to postgresql://USER@HOST:PORT/DB", file=sys.stderr)
+        return 2
+    try:
+        done = await move.move(source.removeprefix("sqlite:"), target)
+    except Exception as e:  # noqa: BLE001 - a refusal, a server that is not there: one line, nothing kept
+        print(f"cwalld: migrate: {e}", file=sys.stderr)
+        return 1
+    print(f"moved    {source} -> the PostgreSQL database in {done['seconds']} s; counts verified")
+    print("rows     " + ", ".join(f"{k} {v:,}" for k, v in done["rows"].items()))
+    print("next     set [storage].url to it (and remove [storage].path), then start cwalld")
     return 0
 
 
