@@ -29,6 +29,7 @@ from cwalld.cache.local import LocalCache
 from cwalld.config import Config, ConfigError
 from cwalld.http.guard import Guard
 from cwalld.http.serverlog import ServerLog
+from cwalld.lag import LoopLag
 from cwalld.live import LogPort
 from cwalld.live.local import LocalLog
 from cwalld.notify import Notifier
@@ -63,13 +64,13 @@ def make_storage(config: Config) -> Storage:
     return SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
 
 
-def make_cache(config: Config) -> Cache:
+def make_cache(config: Config, lag: LoopLag | None = None) -> Cache:
     if not config.cache.enabled:
         return Cache(None, enabled=False)
     if config.redis.url:
         from cwalld.cache.redis import RedisCache
 
-        return Cache(RedisCache(config.redis.url, config.redis.prefix))
+        return Cache(RedisCache(config.redis.url, config.redis.prefix), lag=lag)
     return Cache(LocalCache(config.cache.max_entries, config.cache.max_bytes))
 
 
@@ -112,7 +113,8 @@ def build(config: Config) -> web.Application:
     storage = make_storage(config)
     queue = make_queue(config)
     ai = AI(config.ai)
-    cache = make_cache(config)
+    lag = LoopLag()
+    cache = make_cache(config, lag)
     wall = Wall.build(config, storage, queue, ai, cache, make_live_log(config))
     scheduler = Scheduler(storage, wall.jobs.schedule(), config.scheduler.timezone, config.scheduler.claim_timeout)
     app = http.create(config, wall, scheduler)
@@ -151,7 +153,7 @@ def build(config: Config) -> web.Application:
             except OSError as e:
                 raise StartFailed(f"cannot open the control socket {config.server.socket}: {e}") from None
             started.push_async_callback(control.stop, operator, config.server.socket)
-            watchers = [asyncio.create_task(watch_loop(), name="loop-lag"),
+            watchers = [asyncio.create_task(lag.watch(), name="loop-lag"),
                         asyncio.create_task(stats_lines(daemon), name="stats")]
             yield
             for task in watchers:
@@ -176,15 +178,6 @@ def _background(work: Awaitable[object], failed_event: str) -> None:
     task = asyncio.create_task(run())
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
-
-
-async def watch_loop(every: float = 0.5) -> None:
-    """How late the loop wakes up: a blocked loop shows here (and starves the watchdog)."""
-    loop = asyncio.get_running_loop()
-    while True:
-        started = loop.time()
-        await asyncio.sleep(every)
-        metrics.LOOP_LAG.set(max(0.0, loop.time() - started - every))
 
 
 async def stats_lines(daemon: Daemon) -> None:

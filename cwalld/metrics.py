@@ -27,7 +27,7 @@ AI_BREAKER = Gauge("cwalld_ai_breaker", "AI circuit breaker per call: 1 for its 
                    ["call", "state"], registry=REGISTRY)  # closed, open, half_open
 AI_FALLBACKS = Counter("cwalld_ai_fallbacks", "Confessions published with a fallback reply", registry=REGISTRY)
 MODERATION_REJECTIONS = Counter("cwalld_moderation_rejections", "Confessions rejected by moderation", registry=REGISTRY)
-LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.5 s sleep", registry=REGISTRY)
+LOOP_LAG = Gauge("cwalld_event_loop_lag_seconds", "How late the event loop woke a 0.1 s sleep", registry=REGISTRY)
 STORAGE_UNAVAILABLE = Counter("cwalld_storage_unavailable", "episodes of a database that could not take writes"
                               " (disk full, I/O error)", registry=REGISTRY)
 BACKUPS = Counter("cwalld_backups", "Scheduled database backups", ["outcome"], registry=REGISTRY)  # ok, failed

@@ -38,6 +38,7 @@ T = TypeVar("T")
 SLOW = 0.05  # seconds: a cache slower than this costs more than the query it saves
 PAUSE = 1.0  # seconds the cache stays aside after a failure
 SLOW_STREAK = 3  # slow calls in a row that put it aside
+TURNS = 4  # turns of our own loop a round trip needs (send, read, parse, wake the caller): each may be late
 
 
 class CacheBackend(Protocol):
@@ -65,8 +66,10 @@ class Cache:
     # The backend is chosen and sized at start; TTLs are the views' and reload.
     RESTART_KEYS = ("cache.enabled", "cache.max_entries", "cache.max_bytes", "redis.url", "redis.password_file", "redis.prefix")
 
-    def __init__(self, backend: CacheBackend | None, enabled: bool = True) -> None:
+    def __init__(self, backend: CacheBackend | None, enabled: bool = True,
+                 lag: Callable[[], float] | None = None) -> None:
         self.backend = backend if enabled else None
+        self.lag = lag or (lambda: 0.0)  # how late our own loop runs (cwalld.lag)
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
@@ -74,6 +77,7 @@ class Cache:
         self._down = False
         self._lost = False  # an invalidation failed while the cache was away
         self._slow = 0  # slow calls in a row
+        self.slow_calls = 0  # calls done without the cache because the answer was late
 
     async def _call(self, op: Callable[[CacheBackend], Awaitable[T]]) -> T:
         if self.backend is None or time.monotonic() < self._aside_until:
@@ -85,9 +89,12 @@ class Cache:
                 self._lost = False
             result = await self._bounded(op(backend), backend.remote)
         except TimeoutError:
-            # One slow call may be our own busy loop, not Redis: do without the cache for this
-            # call; only SLOW_STREAK in a row put it aside.
-            self._slow += 1
+            # One slow call may be a passing hiccup: do without the cache for this call; only
+            # SLOW_STREAK in a row put it aside — and none counts while our own loop is the slow
+            # one (its lag is already added to the bound).
+            self.slow_calls += 1
+            if self.lag() < SLOW:
+                self._slow += 1
             if self._slow >= SLOW_STREAK:
                 self._aside("slower than 50 ms")
             raise Unavailable from None
@@ -100,11 +107,10 @@ class Cache:
             log.info("cache_available")
         return result
 
-    @staticmethod
-    async def _bounded(call: Awaitable[T], remote: bool) -> T:
+    async def _bounded(self, call: Awaitable[T], remote: bool) -> T:
         if not remote:  # in-process: cannot be slow or away
             return await call
-        async with asyncio.timeout(SLOW):
+        async with asyncio.timeout(SLOW + TURNS * self.lag()):  # the answer waits for our loop's turns too
             return await call
 
     def _aside(self, why: str) -> None:
