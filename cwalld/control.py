@@ -46,7 +46,7 @@ def create(wall: Wall, scheduler: Scheduler) -> web.Application:
 async def take_backup(request: web.Request, i: schema.Input) -> web.Response:
     try:
         return respond(await request.app[WALL].storage.backup(i.body["file"]))
-    except (OSError, sqlite3.Error) as e:  # the operator's to read; the daemon serves on
+    except (OSError, sqlite3.Error, NotImplementedError) as e:  # the operator's to read; the daemon serves on
         log.error("backup_failed", file=i.body["file"], error=str(e))
         raise errors.ApiError(500, f"backup failed: {e}", "backup_failed") from None
 

@@ -12,6 +12,7 @@ import pytest
 from cwalld import config as configmod
 from cwalld.app import DAEMON
 from cwalld.config import ConfigError
+from cwalld.http.keys import SCHEDULER
 from cwalld.storage import postgres, sqlite
 from cwalld.storage.postgres import PostgresStorage
 from tests.conftest import Api, Postgres, cwalld, test_config
@@ -142,3 +143,14 @@ async def _server_has_ssl(url: str) -> bool:
         return bool(await c.fetchval("SELECT current_setting('ssl') = 'on'"))
     finally:
         await c.close()
+
+
+async def test_backups_on_postgresql_point_to_its_own_tools(tmp_path: Path, fake_ai: Any, make_client: Any,
+                                                           postgres_url: str) -> None:
+    cfg = test_config(tmp_path, fake_ai.url, storage={"url": postgres_url})
+    client = await make_client(cfg)
+    names = [job["name"] for job in await client.app[SCHEDULER].describe()]
+    assert "backup" not in names and "popular" in names  # no scheduled SQLite copy of a PostgreSQL wall
+    r = await asyncio.to_thread(cwalld, "backup", str(tmp_path / "x.db"), env={"CWALLD_STORAGE_URL": postgres_url},
+                                cwd=tmp_path)
+    assert r.returncode == 1 and "pg_dump" in r.stderr

@@ -75,6 +75,7 @@ async def move(path: str, url: str) -> dict[str, Any]:
                 for table in WITH_IDS:
                     await c.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
                                     f" coalesce((SELECT max(id) FROM {table}), 0) + 1, false)")
+            await c.execute("ANALYZE")  # the planner's statistics, now rather than at autovacuum's leisure
     finally:
         src.close()
         await target.close()

@@ -5,7 +5,8 @@ numbered like SQLite's). What SQLite gets from its single writer, PostgreSQL get
 each where a rule must be exact across processes and machines:
 
 - the daily limit: the author's row is locked (``FOR NO KEY UPDATE``) before the count, so a
-  second post by the same author waits for the first to commit and then counts it;
+  second post by the same author waits for the first to commit and then counts it (one call of
+  a SQL function: one round trip);
 - the last admin: a transaction-scoped advisory lock orders every revoke and account deletion;
 - empathy counts: the trigger's ``UPDATE`` of the confession's row, as in SQLite;
 - a scheduled tick: the ``UNIQUE (name, scheduled_for)`` upsert, as in SQLite.
@@ -44,8 +45,6 @@ Conn = asyncpg.Connection | PoolConnectionProxy  # a connection of its own, or o
 
 _C, _FROM, _U = rows.CONFESSION, rows.FROM, rows.USER
 _ONE = f"SELECT {_C} {_FROM} WHERE c.id = $1"
-_INSERTED = ("id, content, category, status, ai_response, ai_fallback, empathy_count, is_popular, created_at,"
-             " published_at, anonymous, author_id, rejection_reason")
 _confession, _user = rows.confession, rows.user
 
 MIGRATE_LOCK = 0x63_77_61_6C_6C_64  # "cwalld": two processes starting together migrate once
@@ -125,7 +124,7 @@ class PostgresStorage:
         self.health = "ok"  # ok | unreachable | full | busy | error: what the last failure said
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size,
+        self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size, reset=_kept,
                                                timeout=self.timeout, command_timeout=self.timeout)
         try:
             async with self._pool.acquire() as c:
@@ -154,9 +153,9 @@ class PostgresStorage:
 
     @contextlib.asynccontextmanager
     async def _conn(self, label: str, transaction: bool = False, write: bool = True) -> AsyncIterator[Conn]:
-        started = time.perf_counter()
         try:
             async with self.pool.acquire(timeout=self.timeout) as c:
+                started = time.perf_counter()  # the statements' time, not the wait for a connection
                 if transaction:
                     async with c.transaction():
                         yield c
@@ -206,7 +205,8 @@ class PostgresStorage:
         await self._fetch("SELECT 1")
 
     async def backup(self, target: str) -> dict[str, object]:
-        raise NotImplementedError("back up PostgreSQL with pg_dump (README: Backups)")
+        """PostgreSQL's own tools do this better (pg_dump, base backups): ``cwalld backup`` says so."""
+        raise NotImplementedError("a PostgreSQL wall is backed up with pg_dump (README: Backups)")
 
     async def secret(self, name: str) -> str:
         rows = await self._write_rows(
@@ -283,16 +283,15 @@ class PostgresStorage:
     async def add_confession(
         self, author_id: int, content: str, category: str, anonymous: bool, daily_limit: int, since: str
     ) -> Confession | None:
-        async with self._conn("add_confession", transaction=True) as c:
-            # The author's row lock makes concurrent posts of one author count one after another
-            # (NO KEY: the confessions' foreign key checks still share it).
-            await c.execute("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE", author_id)
-            row = await c.fetchrow(
-                "INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)"
-                " SELECT $1, $2, $3, $4, 'pending', $5"
-                " WHERE (SELECT count(*) FROM confessions WHERE author_id = $1 AND created_at > $6) < $7"
-                f" RETURNING {_INSERTED}", author_id, content, category, int(anonymous), now(), since, daily_limit)
-        return _confession((*row, None, None, None)) if row else None
+        created_at = now()
+        async with self._conn("add_confession") as c:  # one call: lock, count, insert (migrations/postgres/0001)
+            made = await c.fetchval("SELECT add_confession($1, $2, $3, $4, $5, $6, $7)",
+                                    author_id, content, category, int(anonymous), created_at, since, daily_limit)
+        if made is None:
+            return None
+        return Confession(id=made, content=content, category=category, status=PENDING, ai_response=None,
+                          ai_fallback=False, empathy_count=0, is_popular=False, created_at=created_at,
+                          published_at=None, anonymous=anonymous, author_id=author_id, rejection_reason=None)
 
     async def oldest_since(self, author_id: int, since: str) -> str | None:
         rows = await self._fetch("SELECT min(created_at) FROM confessions WHERE author_id = $1 AND created_at > $2",
@@ -558,6 +557,12 @@ class PostgresStorage:
             "users": users,
             "by_category": by_category,
         }
+
+
+async def _kept(_: Conn) -> None:
+    """A connection goes back to the pool as it is: nothing here changes a session's state (no
+    SET, LISTEN or session advisory lock outlives its call), so asyncpg's reset query — a round
+    trip on every release — would only cost time. An open transaction is still rolled back."""
 
 
 def _count(status: str) -> int:

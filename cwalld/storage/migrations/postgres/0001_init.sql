@@ -45,6 +45,23 @@ CREATE INDEX confessions_popular ON confessions(empathy_count, id) WHERE status 
 CREATE INDEX confessions_author ON confessions(author_id, created_at, id);
 CREATE INDEX confessions_pending ON confessions(created_at) WHERE status = 'pending';
 
+-- The daily limit, exact under concurrency in one round trip: the author's row is locked first
+-- (NO KEY: the foreign key checks of their confessions still share it), so a second post of the
+-- same author waits, then counts the first (each statement of a function sees what committed
+-- before it). The id of the new confession, or NULL at the limit.
+CREATE FUNCTION add_confession(p_author bigint, p_content text, p_category text, p_anonymous integer,
+                               p_created_at text, p_since text, p_limit integer) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE made bigint;
+BEGIN
+    PERFORM 1 FROM users WHERE id = p_author FOR NO KEY UPDATE;
+    INSERT INTO confessions (author_id, content, category, anonymous, status, created_at)
+    SELECT p_author, p_content, p_category, p_anonymous, 'pending', p_created_at
+    WHERE (SELECT count(*) FROM confessions WHERE author_id = p_author AND created_at > p_since) < p_limit
+    RETURNING id INTO made;
+    RETURN made;
+END $$;
+
 CREATE TABLE empathies (
     confession_id bigint NOT NULL REFERENCES confessions(id),
     user_id       bigint NOT NULL REFERENCES users(id),
