@@ -11,6 +11,11 @@ not depend on what else the machine is doing).
 Honest rows: every create → published confession has distinct text, so every job calls the AI
 (moderation + chat; the AI-outcome cache never answers); "uncached" rows run with the cache
 off, which also turns single flight off, so each request runs its query.
+
+``--storage postgres`` adds the scaling rows: the seeded wall is moved into a PostgreSQL database
+of the run's own (``cwalld migrate``, timed), then 1, 2 and 3 processes sharing it and Redis
+each get a wrk of their own (the connections split between them) for signed-in POST, the cached
+and the uncached feed, and create → published. CPU per request is the sum over the processes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -122,7 +128,8 @@ class Running:
 @contextmanager
 def daemon(tmp: Path, db: str, ai_url: str, **env: str) -> Iterator[Running]:
     port = free_port()
-    base = {"CWALLD_STORAGE_PATH": db, "CWALLD_SERVER_PORT": str(port), "OPENAI_API_KEY": "bench",
+    base = {"CWALLD_STORAGE_URL" if is_postgres(db) else "CWALLD_STORAGE_PATH": db,
+            "CWALLD_SERVER_PORT": str(port), "OPENAI_API_KEY": "bench",
             "CWALLD_AI_BASE_URL": ai_url, "CWALLD_LOG_LEVEL": "info", "CWALLD_LIMITS_DAILY_CONFESSIONS": "1000000",
             "CWALLD_SERVER_CONTROL_SOCKET": str(tmp / f"control-{port}.sock")}
     url = f"http://127.0.0.1:{port}"
@@ -157,25 +164,63 @@ def drain(db: str, timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def count_status(db: str, status: str) -> int:
+def is_postgres(db: str) -> bool:
+    return db.startswith("postgresql://")
+
+
+def query(db: str, sql: str, *args: object) -> tuple[object, ...]:
+    """The first row of ``sql`` (``?`` placeholders) on the SQLite file or the PostgreSQL database."""
+    if is_postgres(db):
+        import asyncpg
+
+        async def one() -> tuple[object, ...]:
+            conn = await asyncpg.connect(db)
+            try:
+                parts = sql.split("?")
+                numbered = parts[0] + "".join(f"${i}{part}" for i, part in enumerate(parts[1:], 1))
+                return tuple(await conn.fetchrow(numbered, *args))
+            finally:
+                await conn.close()
+        return asyncio.run(one())
     import sqlite3
 
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT count(*) FROM confessions WHERE status = ?", (status,)).fetchone()[0]
+        return tuple(conn.execute(sql, args).fetchone())
+
+
+def count_status(db: str, status: str) -> int:
+    return int(query(db, "SELECT count(*) FROM confessions WHERE status = ?", status)[0])  # type: ignore[call-overload]
 
 
 def deep_cursor(db: str, depth: int) -> str:
     """The cursor a client holds after paging ``depth`` items into the feed."""
-    import sqlite3
-
     from cwalld.confessions import Cursors
 
-    with sqlite3.connect(db) as conn:
-        published_at, ident = conn.execute(
-            "SELECT published_at, id FROM confessions WHERE status = 'published'"
-            " ORDER BY published_at DESC, id DESC LIMIT 1 OFFSET ?", (depth,)).fetchone()
-        (key,) = conn.execute("SELECT value FROM meta WHERE key = 'cursor_key'").fetchone()  # the daemon made it
-    return Cursors(key.encode()).encode((published_at, ident))
+    published_at, ident = query(db, "SELECT published_at, id FROM confessions WHERE status = 'published'"
+                                    " ORDER BY published_at DESC, id DESC LIMIT 1 OFFSET ?", depth)
+    (key,) = query(db, "SELECT value FROM meta WHERE key = 'cursor_key'")  # the daemon made it
+    return Cursors(str(key).encode()).encode((str(published_at), int(ident)))  # type: ignore[call-overload]
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A database of this run's own on the PostgreSQL server, dropped at the end."""
+    import asyncpg
+
+    name = f"cwalld_bench_{os.getpid()}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 async def time_popular(db: str) -> float:
@@ -231,6 +276,10 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=100)
     p.add_argument("--queue-jobs", type=int, default=20_000, help="jobs for the Redis queue scenario")
     p.add_argument("--ai-jobs", type=int, default=2_000, help="jobs for the AI adapter rows")
+    p.add_argument("--storage", choices=["sqlite", "postgres"], default="sqlite",
+                   help="postgres: add the rows of 1, 2 and 3 processes on PostgreSQL + Redis")
+    p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                   help="a PostgreSQL server's URL the run may create and drop a database with")
     args = p.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # quiet in-process queue
     binary = ensure_wrk()
@@ -253,26 +302,35 @@ def main() -> None:
         script = tmp / "post.lua"
         script.write_text(POST_SCRIPT % users)
 
-        def run(name: str, url: str, pid: int, note: str = "", lua: Path | None = None) -> Row:
+        def run(name: str, url: str | list[str], pid: int | list[int], note: str = "", lua: Path | None = None) -> Row:
+            """wrk against ``url``; against several processes, a wrk each at once, the connections
+            split between them: rps and requests summed, CPU summed over the processes."""
+            urls, pids = (url if isinstance(url, list) else [url]), (pid if isinstance(pid, list) else [pid])
             print(f"  {name}…", file=sys.stderr)
-            cpu = cpu_seconds(pid)
-            rps, p50, p99, requests, failed = wrk(binary, url, d, c, str(lua) if lua else None)
+            cpu = sum(cpu_seconds(p) for p in pids)
+            with ThreadPoolExecutor(len(urls)) as pool:
+                runs = list(pool.map(lambda u: wrk(binary, u, d, max(c // len(urls), 1), str(lua) if lua else None), urls))
+            rps, requests, failed = sum(r[0] for r in runs), sum(r[3] for r in runs), sum(r[4] for r in runs)
+            p50, p99 = max(r[1] for r in runs), max(r[2] for r in runs)
             if failed:  # a row of refusals measures the refusal: say so in the table itself
                 note = f"{note}; {failed:,} of {requests:,} answers not 2xx" if note else f"{failed:,} of {requests:,} answers not 2xx"
-            row = Row(name, rps, p50, p99, note=note, cpu_us=(cpu_seconds(pid) - cpu) / max(requests, 1) * 1e6)
+            cpu_us = (sum(cpu_seconds(p) for p in pids) - cpu) / max(requests, 1) * 1e6
+            row = Row(name, rps, p50, p99, note=note, cpu_us=cpu_us)
             rows.append(row)
             return row
 
         def figure(name: str, value: float, note: str, cpu_us: float | None = None) -> None:
             rows.append(Row(name, value, 0.0, 0.0, note=note, cpu_us=cpu_us))
 
-        def create_published(r: Running, mode: str) -> None:
+        def create_published(procs: Running | list[Running], mode: str, db: str = db) -> None:
             """POST distinct confessions for the wrk run, then let the backlog drain: confessions
-            published per second end to end, during the flood and after it, and the daemon's CPU
+            published per second end to end, during the flood and after it, and the daemons' CPU
             per confession (POST + job with moderation and chat)."""
+            group = procs if isinstance(procs, list) else [procs]
             drain(db)
-            before, cpu, t0 = count_status(db, "published"), r.cpu(), time.perf_counter()
-            run(f"signed-in POST, {mode}", r.url + "/", r.proc.pid, "distinct users, distinct text", lua=script)
+            before, cpu, t0 = count_status(db, "published"), sum(r.cpu() for r in group), time.perf_counter()
+            run(f"signed-in POST, {mode}", [r.url + "/" for r in group], [r.proc.pid for r in group],
+                "distinct users, distinct text", lua=script)
             flood_end, during = time.perf_counter(), count_status(db, "published") - before
             backlog = count_status(db, "pending")
             drain(db)
@@ -280,7 +338,7 @@ def main() -> None:
             drained = time.perf_counter() - flood_end
             figure(f"create → published, {mode}", done / took,
                    f"{done:,} in {took:.1f} s; {during / d:,.0f}/s published during the POST flood",
-                   cpu_us=(r.cpu() - cpu) / max(done, 1) * 1e6)
+                   cpu_us=(sum(r.cpu() for r in group) - cpu) / max(done, 1) * 1e6)
             figure(f"backlog drain, {mode}", backlog / drained if backlog else 0.0,
                    f"{backlog:,} pending when the flood ended, gone in {drained:.1f} s")
 
@@ -324,6 +382,28 @@ def main() -> None:
 
         for name, us in asyncio.run(adapters(ai_url, args.ai_jobs)).items():
             figure(f"AI job: {name}", us, "µs of CPU per job (moderation + chat), client side", cpu_us=us)
+        if args.storage == "postgres":
+            pg = stack.enter_context(postgres_database(args.postgres))
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "cwalld", "migrate", "--from", f"sqlite:{db}", "--to", pg],
+                           check=True, stdout=subprocess.DEVNULL)
+            figure("cwalld migrate, seconds", time.perf_counter() - started,
+                   f"the seeded wall ({args.rows:,} confessions, {users:,} users) into PostgreSQL, counts verified")
+            for n in (1, 2, 3):
+                with ExitStack() as group:
+                    procs = [group.enter_context(daemon(tmp, pg, ai_url, CWALLD_REDIS_URL=redis_url)) for _ in range(n)]
+                    time.sleep(1.0)
+                    if n == 1:
+                        figure("RSS MB, idle after start (postgres)", procs[0].rss_mb(), "postgres + redis, with an AI key")
+                    mode = f"postgres ×{n}"  # n processes
+                    run(f"feed, cached ({mode})", [p.url + "/api/v1/confessions" for p in procs],
+                        [p.proc.pid for p in procs])
+                    create_published(procs, mode, db=pg)
+                with ExitStack() as group:
+                    procs = [group.enter_context(daemon(tmp, pg, ai_url, CWALLD_REDIS_URL=redis_url,
+                                                        CWALLD_CACHE_ENABLED="false")) for _ in range(n)]
+                    run(f"feed, uncached ({mode})", [p.url + "/api/v1/confessions" for p in procs],
+                        [p.proc.pid for p in procs], "cache and single flight off")
         for row in rows:
             if row.p50_ms:
                 row.ratio = row.rps / hello.rps
