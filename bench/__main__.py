@@ -3,7 +3,8 @@
 Starts everything itself — a private redis-server, the in-repo fake AI (zero latency), a bare
 aiohttp hello-world (the framework's ceiling here), cwalld in the modes each scenario needs —
 seeds a database through the storage adapter, drives each scenario with wrk (one thread — the
-daemon has the other core — and 100 connections; installed with apt-get if missing), prints one
+daemon has the other core — and 100 connections; installed with apt-get if missing), runs the
+daemons from a venv of cwalld and its dependencies only (build/bench-venv), prints one
 table and writes it as JSON to bench/results/. Figures are measured, never asserted: compare
 ratios from one run, and the CPU the daemon spent per request or confession (from /proc: it does
 not depend on what else the machine is doing).
@@ -62,6 +63,21 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process, from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    """utime + stime of every process of this machine named ``postgres`` (the server and its
+    backends): the database's share of a row, which the daemons' own figure leaves out."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            head, tail = stat.read_text().rsplit(")", 1)
+        except OSError:  # gone meanwhile
+            continue
+        if head.endswith("(postgres"):
+            fields = tail.split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def free_port() -> int:
@@ -125,6 +141,26 @@ class Running:
         return 0.0
 
 
+def operator_python() -> str:
+    """The Python of a venv holding cwalld as an operator installs it (``pip install -e .``, no
+    extras): the daemons run there, so RSS rows do not count what only tests and this benchmark
+    import (structlog loads rich and greenlet when it finds them: ~4 MB). Made once under build/,
+    again when pyproject.toml changes."""
+    venv, stamp = ROOT / "build" / "bench-venv", ROOT / "build" / "bench-venv" / "pyproject.toml"
+    python = venv / "bin" / "python"
+    project = (ROOT / "pyproject.toml").read_text()
+    if not python.exists() or not stamp.exists() or stamp.read_text() != project:
+        print("  making build/bench-venv (cwalld with its dependencies only)…", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(ROOT)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stamp.write_text(project)
+    return str(python)
+
+
+OPERATOR_PYTHON = sys.executable  # main() sets operator_python()
+
+
 @contextmanager
 def daemon(tmp: Path, db: str, ai_url: str, **env: str) -> Iterator[Running]:
     port = free_port()
@@ -135,7 +171,7 @@ def daemon(tmp: Path, db: str, ai_url: str, **env: str) -> Iterator[Running]:
     url = f"http://127.0.0.1:{port}"
     env = {**base, **env}
     os.environ.pop("CWALLD_CONFIG", None)
-    with process([sys.executable, "-m", "cwalld"], url + "/healthz", env) as proc:
+    with process([OPERATOR_PYTHON, "-m", "cwalld"], url + "/healthz", env) as proc:
         yield Running(url, proc)
 
 
@@ -283,6 +319,8 @@ def main() -> None:
     args = p.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))  # quiet in-process queue
     binary = ensure_wrk()
+    global OPERATOR_PYTHON
+    OPERATOR_PYTHON = operator_python()
     rows: list[Row] = []
     d, c = args.duration, args.connections
 
@@ -302,12 +340,14 @@ def main() -> None:
         script = tmp / "post.lua"
         script.write_text(POST_SCRIPT % users)
 
-        def run(name: str, url: str | list[str], pid: int | list[int], note: str = "", lua: Path | None = None) -> Row:
+        def run(name: str, url: str | list[str], pid: int | list[int], note: str = "", lua: Path | None = None,
+                pg: bool = False) -> Row:
             """wrk against ``url``; against several processes, a wrk each at once, the connections
-            split between them: rps and requests summed, CPU summed over the processes."""
+            split between them: rps and requests summed, CPU summed over the processes (and, with
+            ``pg``, PostgreSQL's CPU per request in the note)."""
             urls, pids = (url if isinstance(url, list) else [url]), (pid if isinstance(pid, list) else [pid])
             print(f"  {name}…", file=sys.stderr)
-            cpu = sum(cpu_seconds(p) for p in pids)
+            cpu, pg_cpu = sum(cpu_seconds(p) for p in pids), postgres_cpu() if pg else 0.0
             with ThreadPoolExecutor(len(urls)) as pool:
                 runs = list(pool.map(lambda u: wrk(binary, u, d, max(c // len(urls), 1), str(lua) if lua else None), urls))
             rps, requests, failed = sum(r[0] for r in runs), sum(r[3] for r in runs), sum(r[4] for r in runs)
@@ -315,6 +355,9 @@ def main() -> None:
             if failed:  # a row of refusals measures the refusal: say so in the table itself
                 note = f"{note}; {failed:,} of {requests:,} answers not 2xx" if note else f"{failed:,} of {requests:,} answers not 2xx"
             cpu_us = (sum(cpu_seconds(p) for p in pids) - cpu) / max(requests, 1) * 1e6
+            if pg:
+                server = f"PostgreSQL {(postgres_cpu() - pg_cpu) / max(requests, 1) * 1e6:,.0f} µs/request"
+                note = f"{note}; {server}" if note else server
             row = Row(name, rps, p50, p99, note=note, cpu_us=cpu_us)
             rows.append(row)
             return row
@@ -328,16 +371,19 @@ def main() -> None:
             per confession (POST + job with moderation and chat)."""
             group = procs if isinstance(procs, list) else [procs]
             drain(db)
+            pg = is_postgres(db)
             before, cpu, t0 = count_status(db, "published"), sum(r.cpu() for r in group), time.perf_counter()
+            pg_cpu = postgres_cpu() if pg else 0.0
             run(f"signed-in POST, {mode}", [r.url + "/" for r in group], [r.proc.pid for r in group],
-                "distinct users, distinct text", lua=script)
+                "distinct users, distinct text", lua=script, pg=pg)
             flood_end, during = time.perf_counter(), count_status(db, "published") - before
             backlog = count_status(db, "pending")
             drain(db)
             took, done = time.perf_counter() - t0, count_status(db, "published") - before
             drained = time.perf_counter() - flood_end
+            server = f"; PostgreSQL {(postgres_cpu() - pg_cpu) / max(done, 1) * 1e6:,.0f} µs each" if pg else ""
             figure(f"create → published, {mode}", done / took,
-                   f"{done:,} in {took:.1f} s; {during / d:,.0f}/s published during the POST flood",
+                   f"{done:,} in {took:.1f} s; {during / d:,.0f}/s published during the POST flood{server}",
                    cpu_us=(sum(r.cpu() for r in group) - cpu) / max(done, 1) * 1e6)
             figure(f"backlog drain, {mode}", backlog / drained if backlog else 0.0,
                    f"{backlog:,} pending when the flood ended, gone in {drained:.1f} s")
@@ -397,13 +443,13 @@ def main() -> None:
                         figure("RSS MB, idle after start (postgres)", procs[0].rss_mb(), "postgres + redis, with an AI key")
                     mode = f"postgres ×{n}"  # n processes
                     run(f"feed, cached ({mode})", [p.url + "/api/v1/confessions" for p in procs],
-                        [p.proc.pid for p in procs])
+                        [p.proc.pid for p in procs], pg=True)
                     create_published(procs, mode, db=pg)
                 with ExitStack() as group:
                     procs = [group.enter_context(daemon(tmp, pg, ai_url, CWALLD_REDIS_URL=redis_url,
                                                         CWALLD_CACHE_ENABLED="false")) for _ in range(n)]
                     run(f"feed, uncached ({mode})", [p.url + "/api/v1/confessions" for p in procs],
-                        [p.proc.pid for p in procs], "cache and single flight off")
+                        [p.proc.pid for p in procs], "cache and single flight off", pg=True)
         for row in rows:
             if row.p50_ms:
                 row.ratio = row.rps / hello.rps
