@@ -22,7 +22,7 @@ import structlog
 from aiohttp import web
 
 from cwalld import config as configmod
-from cwalld import control, http, logs, metrics
+from cwalld import control, http, logs, metrics, tasks
 from cwalld.ai import AI
 from cwalld.cache import Cache
 from cwalld.cache.local import LocalCache
@@ -156,8 +156,7 @@ def build(config: Config) -> web.Application:
             watchers = [asyncio.create_task(lag.watch(), name="loop-lag"),
                         asyncio.create_task(stats_lines(daemon), name="stats")]
             yield
-            for task in watchers:
-                task.cancel()
+            await tasks.cancel(*watchers)
 
     app.cleanup_ctx.append(lifecycle)
     return app

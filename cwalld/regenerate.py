@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import structlog
 
+from cwalld import tasks
 from cwalld.config import Config
 from cwalld.domain import NotFound, iso_after
 from cwalld.moderation import Moderation
@@ -71,9 +72,7 @@ class Regenerate:
         return progress
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await tasks.cancel(self._task)
 
     async def _run(self, progress: Progress, ids: list[int]) -> None:
         try:

@@ -29,6 +29,7 @@ import orjson
 import structlog
 from croniter import croniter
 
+from cwalld import tasks
 from cwalld.domain import NotFound
 from cwalld.storage import Storage
 
@@ -80,14 +81,10 @@ class Scheduler:
         runs = list(self._runs.values())
         if runs:
             await asyncio.wait(runs, timeout=grace)
-        for run in runs:
-            run.cancel()
-        await asyncio.gather(*runs, return_exceptions=True)
+        await tasks.cancel(*runs)
 
     async def _stop_loops(self) -> None:
-        for task in self._loops:
-            task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await tasks.cancel(*self._loops)
         self._loops = []
 
     async def reschedule(self, jobs: list[Job], timezone: str, claim_timeout: float | None = None) -> None:

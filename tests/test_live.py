@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,28 @@ async def test_a_restarted_process_sends_reset_for_ids_from_before_it_began() ->
     fresh = await new.head()  # a client that connected to the new process and saw nothing yet
     await new.append("removed", 2, 300)
     assert [e.kind for e in await new.since(fresh, 300) or []] == ["removed"]
+
+
+async def test_stopping_the_redis_follower_just_after_it_heard_entries_ends_at_once(
+        redis_server: Any, redis_prefix: str) -> None:
+    """On Python 3.11 a cancel that lands as redis-py's send (asyncio.wait_for) completes is
+    swallowed: the follower went on into a 15 s blocking XREAD and the next, and the daemon's stop
+    waited for ever (test_sigterm_lets_active_jobs_finish_and_exits_0 hung 15 runs in 25)."""
+    from cwalld.config import Events
+    from cwalld.events import Event
+    from cwalld.live import Live
+    from cwalld.live.redis import RedisLog
+
+    url = f"redis://127.0.0.1:{redis_server.port}/0"
+    slow = []
+    for _ in range(10):
+        live = Live(Events(), None, RedisLog(url, redis_prefix))  # type: ignore[arg-type]  # no replay here
+        live.start()
+        await asyncio.sleep(0.02)  # the follower is in its XREAD
+        for n in range(3):
+            await live.follow(Event("confession_published", n, "work"))
+        await asyncio.gather(*live._appends)
+        started = time.monotonic()
+        stopped, _ = await asyncio.wait({asyncio.ensure_future(live.stop())}, timeout=3)
+        slow += [] if stopped and time.monotonic() - started < 1.5 else [time.monotonic() - started]
+    assert slow == []

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
+from cwalld import tasks
 from cwalld.config import Events as Settings
 from cwalld.domain import PUBLISHED, TooMany
 from cwalld.events import Event, Kind
@@ -145,10 +146,7 @@ class Live:
     async def stop(self) -> None:
         self.end_streams()
         await asyncio.gather(*self._appends, return_exceptions=True)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await tasks.cancel(self._task)
         await self.log.close()
 
     def _deliver(self, entry: Entry) -> None:

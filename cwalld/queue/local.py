@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cwalld import tasks
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import FINISHED, Handler, run_attempt
 
@@ -69,9 +70,7 @@ class LocalQueue:
         busy = [t for t in self._consumers if t not in self._idle]
         if busy:
             await asyncio.wait(busy, timeout=grace)
-        for task in self._consumers:
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
+        await tasks.cancel(*self._consumers)
         self._consumers = []
 
     async def _consume(self) -> None:

@@ -43,7 +43,7 @@ import backoff
 import structlog
 from redis.exceptions import RedisError
 
-from cwalld import metrics
+from cwalld import metrics, tasks
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import FINISHED, Handler, run_attempt
 from cwalld.redis_client import Coalesced, connect
@@ -264,17 +264,13 @@ class RedisQueue:
         fetcher is cancelled only in its blocking wait: a TAKE in flight is let finish, so no
         job is left in active behind a reply nobody reads."""
         self._stopping = True
-        if self._maintainer is not None:
-            self._maintainer.cancel()
+        # the fetcher waiting for a slot or for work has nothing to lose; in a TAKE it ends by itself
+        await tasks.cancel(self._maintainer, None if self._taking else self._fetcher)
         if self._fetcher is not None:
-            if not self._taking:  # waiting for a slot or for work: nothing to lose
-                self._fetcher.cancel()
-            await asyncio.gather(*(t for t in (self._fetcher, self._maintainer) if t), return_exceptions=True)
+            await asyncio.gather(self._fetcher, return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await tasks.cancel(*self._tasks)
         await self._blocking.aclose()
         await self.commands.aclose()
 
