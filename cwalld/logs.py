@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import logging
 import os
 import sys
@@ -24,6 +25,19 @@ import orjson
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+# The id of the request being served, on every line logged while serving it. One variable of
+# our own, not structlog's bind_contextvars: its merge copies the whole context on every line
+# (measured: ~5 µs of a ~55 µs request, bind and reset included).
+REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+
+def _with_request_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    request_id = REQUEST_ID.get()
+    if request_id is not None:
+        event.setdefault("request_id", request_id)
+    return event
 
 
 _batchers: list[LineBatcher] = []
@@ -99,7 +113,7 @@ def under_journald(env: Any = None, stream: Any = None) -> bool:
 
 def setup(level: str = "info", fmt: str = "auto") -> None:
     processors: list[structlog.typing.Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _with_request_id,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

@@ -224,8 +224,12 @@ async def test_log_lines_are_json_with_context_and_no_secrets(tmp_path: Path, da
     access = [r for r in records if r["event"] == "request"]
     assert access and all({"request_id", "method", "path", "status", "ms", "timestamp", "level"} <= set(r) for r in access)
     assert [(r["path"], r["status"]) for r in access if r["request_id"] == 'client "7"'] == [('/api/v1/no"such\\path', 404)]
+    created = [r for r in records if r["event"] == "confession_created"]  # logged while serving the POST
+    posted = [r for r in access if r["path"] == "/api/v1/confessions" and r["method"] == "POST"]
+    assert len(created) == len(posted) == 1 and created[0]["request_id"] == posted[0]["request_id"]
     done = [r for r in records if r["event"] == "job_completed"]
     assert done and {"job_id", "confession_id", "attempt", "ms"} <= set(done[0])
+    assert "request_id" not in done[0]  # a consumer's line is no request's
     assert done[0]["confession_id"] == c["confession"]["id"]
     slow = [r for r in records if r["event"] == "slow_query"]
     assert slow and {"query", "ms"} <= set(slow[0]) and "?" in "".join(r["query"] for r in slow)

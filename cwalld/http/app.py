@@ -32,11 +32,11 @@ async def context(request: web.Request, handler):  # type: ignore[no-untyped-def
     started = time.perf_counter()
     # other lines logged while serving the request carry its id; reset, not nested: keep-alive
     # requests on one connection share a task's context
-    tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+    token = logs.REQUEST_ID.set(request_id)
     try:
         response = await errors.handle(request, handler)
     finally:
-        structlog.contextvars.reset_contextvars(**tokens)
+        logs.REQUEST_ID.reset(token)
     response.headers["X-Request-ID"] = request_id
     seconds = time.perf_counter() - started
     metrics.observe_request(request.match_info.route.resource, request.method, response.status, seconds)
