@@ -56,24 +56,33 @@ def access(request_id: str, method: str, path: str, status: int, seconds: float,
         structlog.get_logger("cwalld.http").info("request", method=method, path=path, status=status,
                                                  ms=round(seconds * 1000, 1), request_id=request_id, **extra)
         return
+    # Kept as its parts and rendered when the batch is written, in one pass over the loop
+    # iteration's lines: rendering at each request measured ~10 µs of a ~52 µs /healthz in the
+    # daemon (1.6 µs in a tight loop); rendered in the batch, /healthz cost 46 µs instead of 52.
+    batcher.pending.append((method, path, status, seconds, request_id, client, time.time()))
+    batcher.schedule()
+
+
+def _render_access(method: str, path: str, status: int, seconds: float, request_id: str, client: str | None,
+                   when: float) -> bytes:
     # One bytes format: the line structlog would render, at a third of the cost of a dict through
     # orjson. Only the path and a client-sent request id need JSON escaping (a method is a token).
-    batcher.msg(_access["prefix"] + _ACCESS % (method.encode(), orjson.dumps(path), status, seconds * 1000,
-                                               orjson.dumps(request_id),
-                                               b',"client":' + orjson.dumps(client) if client is not None else b"",
-                                               _timestamp().encode()))
+    prefix: bytes = _access["prefix"]
+    return prefix + _ACCESS % (method.encode(), orjson.dumps(path), status, seconds * 1000,
+                               orjson.dumps(request_id),
+                               b',"client":' + orjson.dumps(client) if client is not None else b"",
+                               _timestamp(when).encode())
 
 
 _ACCESS = (b'{"method":"%s","path":%s,"status":%d,"ms":%.1f,"event":"request","request_id":%s%s,'
-           b'"level":"info","timestamp":"%s"}')
+           b'"level":"info","timestamp":"%s"}\n')
 
 
 _second: list[object] = [-1, ""]  # the last whole second formatted, and its text
 
 
-def _timestamp() -> str:
+def _timestamp(now: float) -> str:
     """``2026-11-29T21:24:54.123456Z`` (as structlog's), formatting the date once a second."""
-    now = time.time()
     whole = int(now)
     if whole != _second[0]:
         _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
@@ -157,12 +166,17 @@ class LineBatcher:
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
-        self._pending: list[bytes] = []
+        self.pending: list[bytes | tuple[Any, ...]] = []  # lines, or an access line's parts
         self._scheduled = False
         atexit.register(self.flush)
 
     def msg(self, message: bytes) -> None:
-        self._pending.append(message + b"\n")
+        self.pending.append(message + b"\n")
+        self.schedule()
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+    def schedule(self) -> None:
         if self._scheduled:
             return
         try:
@@ -173,13 +187,11 @@ class LineBatcher:
         self._scheduled = True
         loop.call_soon(self.flush)
 
-    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
-
     def flush(self) -> None:
         self._scheduled = False
-        if self._pending:
-            data = b"".join(self._pending)
-            self._pending.clear()
+        if self.pending:
+            data = b"".join(line if type(line) is bytes else _render_access(*line) for line in self.pending)
+            self.pending.clear()
             try:
                 self._file.write(data)
                 self._file.flush()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -258,17 +259,13 @@ async def test_client_addresses_live_only_in_short_counters_and_in_logs_only_whe
         await told.get("/api/v1/categories", headers=via)
     assert [e.get("client") for e in lines if e["event"] == "request"] == [address]
 
-    class Journal:  # the fast JSON path journald gets
-        def __init__(self) -> None:
-            self.lines: list[bytes] = []
-
-        def msg(self, line: bytes) -> None:
-            self.lines.append(line)
-    journal = Journal()
+    written = io.BytesIO()
+    journal = logs.LineBatcher(written)  # the fast JSON path journald gets
     monkeypatch.setitem(logs._access, "batcher", journal)
     await told.get("/api/v1/categories", headers=via)
     await client.get("/api/v1/categories", headers=via)
-    assert [orjson.loads(line).get("client") for line in journal.lines] == [address, None]
+    journal.flush()
+    assert [orjson.loads(line).get("client") for line in written.getvalue().splitlines()] == [address, None]
 
 
 async def test_taking_back_one_confession_erases_its_text_and_reply(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
