@@ -66,17 +66,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 def postgres_cpu() -> float:
-    """utime + stime of every process of this machine named ``postgres`` (the server and its
+    """``cpu_seconds`` of every process of this machine named ``postgres`` (the server and its
     backends): the database's share of a row, which the daemons' own figure leaves out."""
     total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            head, tail = stat.read_text().rsplit(")", 1)
+            if comm.read_text() == "postgres\n":
+                total += cpu_seconds(int(comm.parent.name))
         except OSError:  # gone meanwhile
             continue
-        if head.endswith("(postgres"):
-            fields = tail.split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
