@@ -214,10 +214,10 @@ async def check(cfg: Config) -> int:
             await close()
 
     if cfg.redis.url:
-        import redis.asyncio as aioredis
+        from cwalld.redis_client import Coalesced
 
-        client = aioredis.Redis.from_url(cfg.redis.url, socket_connect_timeout=3, socket_timeout=3)
-        ok &= await probe("redis", _redact(cfg.redis.url), client.ping(), client.aclose)
+        client = Coalesced(cfg.redis.url, timeout=3, connect_timeout=3)
+        ok &= await probe("redis", _redact(cfg.redis.url), client.call("PING"), client.aclose)
     else:
         line("redis", "disabled", "embedded queue and cache")
     ai = AI(cfg.ai)

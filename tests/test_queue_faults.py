@@ -8,13 +8,13 @@ import dataclasses
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 import structlog
 
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import Done
 from cwalld.queue.local import LocalQueue
 from cwalld.queue.redis import RedisQueue
-from cwalld.redis_client import connect
 from tests.proxy import SilentProxy
 from tests.test_queue_contract import Recorder, settled
 
@@ -82,7 +82,7 @@ async def test_a_run_that_lost_its_lease_changes_nothing(redis_server: Any, redi
     slow = dataclasses.replace(FAST, job_timeout=30.0, concurrency=1)  # A has no slot to take it back
     a, b = RedisQueue(slow, redis_server.url, redis_prefix), RedisQueue(slow, redis_server.url, redis_prefix)
     ha, hb = Gated(), Gated()
-    r = connect(redis_server.url)
+    r = aioredis.from_url(redis_server.url)
     await a.start(ha)
     try:
         await a.enqueue(7)
@@ -108,7 +108,7 @@ async def test_the_lease_follows_a_reloaded_job_timeout(redis_server: Any, redis
     """Defect 2: the lease was computed once at construction; a reload raising job_timeout let
     another process take over jobs that were still running within their new time."""
     q, h = RedisQueue(FAST, redis_server.url, redis_prefix), Gated()
-    r = connect(redis_server.url)
+    r = aioredis.from_url(redis_server.url)
     q.reconfigure(dataclasses.replace(FAST, job_timeout=20.0))
     await q.start(h)
     try:
@@ -190,7 +190,7 @@ async def test_a_flushed_redis_is_noticed_at_once(redis_server: Any, redis_prefi
     try:
         await asyncio.sleep(0.5)
         assert not recovered.is_set()  # a fresh start is not a loss
-        r = connect(redis_server.url)
+        r = aioredis.from_url(redis_server.url)
         for key in await r.keys(redis_prefix + "*"):  # FLUSHALL, for this test's keys only
             await r.delete(key)
         await r.aclose()

@@ -1,4 +1,5 @@
-"""Coalesced Redis commands: one pipeline for a loop iteration's commands, each caller its own answer."""
+"""Our Redis client: one write for a loop iteration's commands, each caller its own answer, and every
+wait bounded: a lost, silent or restarted Redis."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import asyncio
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cwalld.redis_client import Coalesced, connect
+from cwalld.redis_client import Coalesced
+from tests.conftest import RedisServer
+from tests.proxy import SilentProxy
 
 
 async def test_concurrent_commands_share_a_pipeline_and_keep_their_own_answers(own_redis: Any) -> None:
-    commands = Coalesced(connect(own_redis.url))
-    monitor = connect(own_redis.url)
+    commands = Coalesced(own_redis.url)
+    monitor = aioredis.from_url(own_redis.url)
     try:
         await monitor.set("text", "not a counter")
         results = await asyncio.gather(*(commands.call("INCR", f"n{i % 3}") for i in range(30)),
@@ -28,7 +34,7 @@ async def test_concurrent_commands_share_a_pipeline_and_keep_their_own_answers(o
 
 
 async def test_a_script_survives_redis_losing_its_script_cache(own_redis: Any) -> None:
-    commands = Coalesced(connect(own_redis.url))
+    commands = Coalesced(own_redis.url)
     try:
         double = commands.script("return tonumber(ARGV[1]) * 2")
         assert await double([], [21]) == 42
@@ -39,7 +45,7 @@ async def test_a_script_survives_redis_losing_its_script_cache(own_redis: Any) -
 
 
 async def test_a_lost_connection_is_every_callers_error(own_redis: Any) -> None:
-    commands = Coalesced(connect(own_redis.url))
+    commands = Coalesced(own_redis.url)
     own_redis.stop()
     try:
         results = await asyncio.gather(*(commands.call("PING") for _ in range(3)), return_exceptions=True)
@@ -47,4 +53,66 @@ async def test_a_lost_connection_is_every_callers_error(own_redis: Any) -> None:
     finally:
         await commands.aclose()
     with pytest.raises(Exception):
-        await connect(own_redis.url).ping()
+        await aioredis.from_url(own_redis.url).ping()
+
+
+async def test_a_silent_redis_fails_every_waiting_call_after_the_timeout_and_the_next_call_connects_anew(
+        own_redis: Any) -> None:
+    """The connection is ours now: an answer that never comes (no FIN, no RST) must still end
+    every caller's wait, and a healed path must be used again without a restart."""
+    proxy = SilentProxy(own_redis.port)
+    await proxy.start()
+    commands = Coalesced(proxy.url, timeout=0.5)
+    try:
+        assert await commands.call("PING") == b"PONG"
+        proxy.silence()
+        started = asyncio.get_running_loop().time()
+        results = await asyncio.gather(*(commands.call("INCR", "n") for _ in range(5)), return_exceptions=True)
+        assert all(isinstance(r, RedisTimeoutError) for r in results), results
+        assert 0.4 < asyncio.get_running_loop().time() - started < 1.5
+        proxy.heal()
+        assert await commands.call("PING") == b"PONG"
+    finally:
+        await commands.aclose()
+        await proxy.stop()
+
+
+async def test_after_redis_restarts_the_next_call_connects_again(own_redis: Any) -> None:
+    commands = Coalesced(own_redis.url)
+    try:
+        assert await commands.call("SET", "k", 1) == b"OK"
+        own_redis.stop()
+        with pytest.raises(RedisConnectionError):
+            await commands.call("GET", "k")
+        own_redis.start()
+        assert await commands.call("PING") == b"PONG"
+    finally:
+        await commands.aclose()
+
+
+async def test_user_password_and_db_from_the_url(tmp_path: Any) -> None:
+    server = RedisServer(tmp_path, "--requirepass", "s3cret")
+    server.start()
+    try:
+        right = Coalesced(f"redis://:s3cret@127.0.0.1:{server.port}/3")
+        assert await right.call("SET", "here", 1) == b"OK"
+        assert server.cli("-a", "s3cret", "--no-auth-warning", "-n", "3", "GET", "here") == "1"
+        await right.aclose()
+        wrong = Coalesced(f"redis://:nope@127.0.0.1:{server.port}/0")
+        with pytest.raises(RedisConnectionError, match="WRONGPASS"):  # said as it is, not a hang
+            await wrong.call("PING")
+        await wrong.aclose()
+    finally:
+        server.stop()
+
+
+async def test_a_caller_that_gives_up_does_not_shift_the_answers_of_the_others(own_redis: Any) -> None:
+    commands = Coalesced(own_redis.url)
+    try:
+        slow = asyncio.ensure_future(commands.call("BLPOP", "nothing", 0.3))
+        quick = commands.call("ECHO", "mine")
+        slow.cancel()
+        assert await quick == b"mine"  # Redis answers in order: the cancelled reply is dropped, not handed on
+        assert await commands.call("ECHO", "next") == b"next"
+    finally:
+        await commands.aclose()

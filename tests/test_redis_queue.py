@@ -7,12 +7,12 @@ import subprocess
 import time
 from typing import Any
 
+import redis.asyncio as aioredis
 import structlog
 
 from cwalld.config import Queue as QueueSettings
 from cwalld.http.keys import WALL
 from cwalld.queue.redis import RedisQueue
-from cwalld.redis_client import connect
 from tests.conftest import Api, RedisServer, test_config
 from tests.test_queue_contract import Recorder, settled
 
@@ -42,7 +42,7 @@ async def test_delayed_retry_fires_on_time_after_every_consumer_restarted(redis_
 
 async def test_a_job_left_active_by_a_dead_consumer_is_taken_over(redis_server: Any, redis_prefix: str) -> None:
     q, h = RedisQueue(FAST, redis_server.url, redis_prefix), Recorder()
-    r = connect(redis_server.url)
+    r = aioredis.from_url(redis_server.url)
     # a consumer that died right after taking the job: it sits in `active` and nobody runs it
     await q.enqueue(5)
     assert await r.blmove(q.k["wait"], q.k["active"], 1, "RIGHT", "LEFT") == b"5"
@@ -94,7 +94,7 @@ async def test_stop_hands_unfinished_jobs_back(redis_server: Any, redis_prefix: 
     await q.stop(grace=0.1)  # the job outlives the grace
     q2 = RedisQueue(FAST, redis_server.url, redis_prefix)
     assert (await q2.stats())["waiting"] == 1  # back in line at once, not after the lease
-    await q2.r.aclose()
+    await q2.commands.aclose()
     await q2._blocking.aclose()
 
 
@@ -106,7 +106,7 @@ async def test_password_and_db_index(tmp_path: Any) -> None:
         assert await q.enqueue(1) is True
         assert server.cli("-a", "s3cret", "--no-auth-warning", "-n", "3", "LLEN", "pw:q:wait") == "1"
         assert server.cli("-a", "s3cret", "--no-auth-warning", "-n", "0", "DBSIZE") == "0"
-        await q.r.aclose()
+        await q.commands.aclose()
         await q._blocking.aclose()
     finally:
         server.stop()

@@ -6,7 +6,7 @@ it. Entries expire by TTL; generations are plain counters (INCR) that never expi
 
 from __future__ import annotations
 
-from cwalld.redis_client import Coalesced, connect
+from cwalld.redis_client import Coalesced
 
 LOOKUP = """
 local parts = {}
@@ -28,7 +28,7 @@ class RedisCache:
     def __init__(self, url: str, prefix: str = "cwall:") -> None:
         # Cache bounds every call (SLOW); the socket timeout only frees a connection from a Redis
         # that stopped answering.
-        self.r = Coalesced(connect(url, socket_connect_timeout=0.2, socket_timeout=1.0))
+        self.r = Coalesced(url, timeout=1.0, connect_timeout=0.2)
         self.entry, self.gen = f"{prefix}c:", f"{prefix}g:"
         self._lookup = self.r.script(LOOKUP)
         self._hit = self.r.script(HIT)
@@ -53,9 +53,13 @@ class RedisCache:
         return int(await self._hit([self.entry + key], [int(ttl * 1000)]))
 
     async def purge_pages(self) -> None:
-        pages = [key async for key in self.r.client.scan_iter(match=self.entry + "[0-9]*", count=1000)]
-        for i in range(0, len(pages), 500):
-            await self.r.call("UNLINK", *pages[i:i + 500])
+        cursor = b"0"
+        while True:
+            cursor, pages = await self.r.call("SCAN", cursor, "MATCH", self.entry + "[0-9]*", "COUNT", 1000)
+            if pages:
+                await self.r.call("UNLINK", *pages)
+            if cursor == b"0":
+                break
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from cwalld.live import Entry, order
-from cwalld.redis_client import Coalesced, connect
+from cwalld.redis_client import Coalesced
 
 log = structlog.get_logger("cwalld.live")
 
@@ -34,11 +34,10 @@ return redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+')
 
 
 def _entries(rows: Any) -> list[Entry]:
-    """XRANGE / XREAD rows (``[id, [field, value, …]]``, as the script returns them, or
-    ``(id, {field: value})``, as redis-py parses them) as entries."""
+    """XRANGE / XREAD rows (``[id, [field, value, …]]``) as entries."""
     out = []
     for entry_id, fields in rows:
-        values = fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2]))
+        values = dict(zip(fields[::2], fields[1::2]))
         out.append(Entry(entry_id.decode(), values[b"k"].decode(), int(values[b"c"])))
     return out
 
@@ -49,7 +48,7 @@ BLOCK_MS = 15_000  # one XREAD waits this long for new entries, then asks again
 class RedisLog:
     def __init__(self, url: str, prefix: str) -> None:
         self.url, self.key = url, f"{prefix}events"
-        self.r = Coalesced(connect(url))
+        self.r = Coalesced(url)
         self._append = self.r.script(APPEND)
         self._since = self.r.script(SINCE)
 
@@ -66,12 +65,12 @@ class RedisLog:
 
     async def follow(self, deliver: Callable[[Entry], None]) -> None:
         """Deliver every new entry, from any process; when Redis is away, try again each second."""
-        reader = connect(self.url, socket_timeout=BLOCK_MS / 1000 + 5)
+        reader = Coalesced(self.url, timeout=BLOCK_MS / 1000 + 5)
         last = "$"
         try:
             while True:
                 try:
-                    got: Any = await reader.xread({self.key: last}, block=BLOCK_MS)
+                    got: Any = await reader.call("XREAD", "BLOCK", BLOCK_MS, "STREAMS", self.key, last)
                 except Exception as e:  # noqa: BLE001 - Redis away: live updates pause, the wall goes on
                     log.warning("live_follow_failed", error=str(e))
                     await asyncio.sleep(1)
@@ -81,7 +80,7 @@ class RedisLog:
                         last = entry.id
                         deliver(entry)
         finally:
-            await reader.aclose()
+            await reader.aclose(wait=0)
 
     async def close(self) -> None:
-        await self.r.client.aclose()
+        await self.r.aclose()

@@ -46,7 +46,7 @@ from redis.exceptions import RedisError
 from cwalld import metrics, tasks
 from cwalld.config import Queue as QueueSettings
 from cwalld.queue import FINISHED, Handler, run_attempt
-from cwalld.redis_client import Coalesced, connect
+from cwalld.redis_client import Coalesced
 
 log = structlog.get_logger("cwalld.queue")
 
@@ -141,6 +141,12 @@ local cutoff, n = now - tonumber(ARGV[1]), 0
 for _, key in ipairs(KEYS) do n = n + redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
 return n
 """
+# KEYS: wait, active, delayed, then every finished record → their sizes, in that order
+STATS = """
+local out = {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2])}
+for i = 3, #KEYS do out[#out + 1] = redis.call('ZCARD', KEYS[i]) end
+return out
+"""
 # KEYS: failed, live, wait, attempts, wake
 RETRY_FAILED = _WAKE + """
 local ids = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -205,15 +211,14 @@ class RedisQueue:
         p = f"{prefix}q:"
         self.k = {name: p + name for name in ("wait", "active", "lease", "owner", "delayed", "live", "attempts",
                                               "wake", "marker", *FINISHED)}
-        self.r = connect(url)
-        self.commands = Coalesced(self.r)
-        # The blocking wait gets a client of its own, so it never starves others; its socket
+        self.commands = Coalesced(url)
+        # The blocking wait gets a connection of its own, so it never holds up others; its
         # timeout is above the block time, so a Redis that stops answering is noticed.
-        self._blocking = connect(url, socket_timeout=BLOCK + SILENT, socket_keepalive=True)
+        self._blocking = Coalesced(url, timeout=BLOCK + SILENT, keepalive=True)
         self._scripts = {name: self.commands.script(src) for name, src in (
             ("enqueue", ENQUEUE), ("take_many", TAKE_MANY), ("finish", FINISH), ("retry", RETRY),
             ("release", RELEASE), ("promote", PROMOTE), ("reap", REAP), ("clean", CLEAN),
-            ("retry_failed", RETRY_FAILED))}
+            ("retry_failed", RETRY_FAILED), ("stats", STATS))}
         self.nonce = os.urandom(6).hex()  # this process, in owner tokens
         self.outage = Outage()
         self._handler: Handler | None = None
@@ -271,7 +276,7 @@ class RedisQueue:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
         await tasks.cancel(*self._tasks)
-        await self._blocking.aclose()
+        await self._blocking.aclose(wait=0)
         await self.commands.aclose()
 
     async def _fetch(self) -> None:
@@ -310,7 +315,7 @@ class RedisQueue:
     async def _wait_for_work(self) -> None:
         """Block until a wake-up token or BLOCK seconds: a lost token costs at most BLOCK."""
         try:
-            await self._blocking.blpop([self.k["wake"]], timeout=BLOCK)
+            await self._blocking.call("BLPOP", self.k["wake"], BLOCK)
         except (RedisError, OSError) as e:
             await self.outage.failed(e)
 
@@ -368,7 +373,7 @@ class RedisQueue:
             await asyncio.sleep(PROMOTE_EVERY)
 
     async def ping(self) -> None:
-        await self.r.ping()
+        await self.commands.call("PING")
 
     @property
     def consumers(self) -> int:
@@ -377,13 +382,8 @@ class RedisQueue:
         return self._concurrency if running and not self.outage.down else 0
 
     async def stats(self) -> dict[str, int]:
-        async with self.r.pipeline(transaction=True) as p:
-            p.llen(self.k["wait"])
-            p.llen(self.k["active"])
-            p.zcard(self.k["delayed"])
-            for state in FINISHED:
-                p.zcard(self.k[state])
-            counts = dict(zip(("waiting", "active", "delayed", *FINISHED), await p.execute()))
+        sizes = await self._script("stats", ("wait", "active", "delayed", *FINISHED))
+        counts = dict(zip(("waiting", "active", "delayed", *FINISHED), sizes))
         return {**counts, "total": sum(counts.values())}
 
     async def clean(self, grace: float) -> int:
