@@ -82,15 +82,23 @@ async def adapters(base: str, jobs: int) -> dict[str, float]:
                 api_key="x", base_url=base, max_retries=0, timeout=5, http_client=openai.DefaultAioHttpClient()))
         except RuntimeError as e:  # httpx-aiohttp not installed
             print(f"  (openai aiohttp transport: {e})", file=sys.stderr)
-    ai = AI(Settings(api_key="x", base_url=base, request_timeout=5))
+    # The same two requests per job as the rows above (MODERATION_BATCH = 1), then as the daemon
+    # runs it: moderation asked in the same loop iteration by several jobs in one request.
+    import cwalld.ai
 
-    async def ours(i: int) -> None:
-        await ai.moderate(text.format(i))
-        await ai.reply(text.format(i), "tr")
-    try:
-        results["cwalld.ai, direct aiohttp"] = await measure(ours, jobs)
-    finally:
-        await ai.close()
+    together = cwalld.ai.MODERATION_BATCH
+    for name, batch in (("cwalld.ai, direct aiohttp", 1), ("cwalld.ai, moderation asked together", together)):
+        cwalld.ai.MODERATION_BATCH = batch
+        ai = AI(Settings(api_key="x", base_url=base, request_timeout=5))
+
+        async def ours(i: int) -> None:
+            await ai.moderate(text.format(i))
+            await ai.reply(text.format(i), "tr")
+        try:
+            results[name] = await measure(ours, jobs)
+        finally:
+            cwalld.ai.MODERATION_BATCH = together
+            await ai.close()
     return results
 
 

@@ -1,10 +1,11 @@
 """The AI adapter: moderation and a short empathetic reply over any OpenAI-compatible API.
 
 Two POSTs of JSON (``/moderations``, ``/chat/completions`` under ``[ai].base_url``) on one
-aiohttp session. Why not the ``openai`` package: measured on the same fake server
-(``python -m bench.ai_client``, client CPU per job of moderation + chat), it cost ~6 ms (httpx,
-anyio, pydantic models both ways), ~5 ms on its aiohttp transport, against ~0.65 ms here, and
-~20 MB of resident memory. We use two endpoints and a few fields of each.
+aiohttp session; texts to moderate asked in one loop iteration share one request (a list). Why
+not the ``openai`` package: measured on the same fake server (``python -m bench.ai_client``,
+client CPU per job of moderation + chat), it cost ~6 ms (httpx, anyio, pydantic models both
+ways), ~5 ms on its aiohttp transport, against ~0.65 ms here, and ~20 MB of resident memory.
+We use two endpoints and a few fields of each.
 
 Nothing is retried here: retries and backoff belong to the job queue, which can spread them over
 time and across processes. Failures surface as ``AIError`` with a ``kind`` (timeout,
@@ -88,6 +89,32 @@ class AIPort(Protocol):
     async def reply(self, text: str, language: str) -> str: ...
 
 
+MODERATION_BATCH = 32  # texts in one moderation request at most
+
+
+def _verdict(result: Any) -> Verdict:
+    """One moderation result as what the wall does with it."""
+    try:
+        flags = {name for name, on in result["categories"].items() if on}
+    except (KeyError, TypeError, AttributeError) as e:
+        raise AIError("other", f"unexpected moderation answer: {e!r}") from None
+    crisis = bool(flags & CRISIS)
+    reject = flags & REJECT - (_CRISIS_ALSO if crisis else set())
+    if reject:
+        return Verdict(rejected="moderation: " + ", ".join(sorted(reject)))
+    return Verdict(crisis=crisis)
+
+
+def _copy(e: BaseException) -> BaseException:
+    """A batch's failure as one waiting job's own exception (one object raised in several tasks
+    would share one traceback)."""
+    if isinstance(e, AIError):
+        return AIError(e.kind, str(e).removeprefix(f"{e.kind}: "), e.retry_after, e.permanent)
+    if isinstance(e, (KeyError, TypeError, AttributeError)):
+        return AIError("other", f"unexpected moderation answer: {e!r}")
+    return AIError("other", f"{type(e).__name__}: {e}")
+
+
 def fallback_reply(settings: AISettings, seed: int, language: str) -> str:
     """A configured (else built-in) reply in ``language`` for when the model cannot answer; the
     same for a seed."""
@@ -109,6 +136,8 @@ class AI:
         self.headers = {"Authorization": f"Bearer {settings.api_key}", "Content-Type": "application/json",
                         "User-Agent": "cwalld"}
         self._session: aiohttp.ClientSession | None = None  # made in the running loop, at first use
+        self._to_moderate: list[tuple[str, asyncio.Future[Verdict]]] = []  # asked in this loop iteration
+        self._moderating: set[asyncio.Task[None]] = set()
 
     @property
     def enabled(self) -> bool:
@@ -153,27 +182,49 @@ class AI:
         await self._call("models", "GET", "/models")
 
     async def moderate(self, text: str) -> Verdict:
+        """The verdict on ``text``. Texts asked in the same loop iteration (jobs that read their
+        confessions together) go in one request: the endpoint takes a list. A failed request is
+        the failure of those texts' jobs only, each its own copy of the error."""
         if not self.enabled or not self.settings.moderation:
             return Verdict()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Verdict] = loop.create_future()
+        if not self._to_moderate:
+            loop.call_soon(self._send_moderation)
+        self._to_moderate.append((text, future))
+        return await future
+
+    def _send_moderation(self) -> None:
+        while self._to_moderate:
+            batch, self._to_moderate = self._to_moderate[:MODERATION_BATCH], self._to_moderate[MODERATION_BATCH:]
+            task = asyncio.ensure_future(self._moderate(batch))
+            self._moderating.add(task)
+            task.add_done_callback(self._moderating.discard)
+
+    async def _moderate(self, batch: list[tuple[str, asyncio.Future[Verdict]]]) -> None:
+        texts = [text for text, _ in batch]
         try:
-            response = await self._call("moderation", "POST", "/moderations",
-                                        {"input": text, "model": self.settings.moderation_model})
-        except AIError as e:
-            if e.kind == "not_found":
+            response = await self._call("moderation", "POST", "/moderations", {
+                "input": texts if len(texts) > 1 else texts[0], "model": self.settings.moderation_model})
+            results = response["results"]
+            if len(results) != len(texts):
+                raise AIError("other", f"unexpected moderation answer: {len(results)} results for {len(texts)} inputs")
+            verdicts = [_verdict(result) for result in results]
+        except BaseException as e:  # noqa: BLE001 - each waiting job hears it, as its own error
+            if isinstance(e, AIError) and e.kind == "not_found":
                 # An OpenAI-compatible server without the endpoint (Ollama, llama.cpp): say so once;
                 # the caller treats moderation as unavailable ([moderation].on_unavailable).
                 self._once("ai_moderation_unavailable", url=self.base + "/moderations",
                            key="ai.moderation", hint="set [ai].moderation = false for a server without moderations")
-            raise
-        try:
-            flags = {name for result in response["results"] for name, on in result["categories"].items() if on}
-        except (KeyError, TypeError, AttributeError) as e:
-            raise AIError("other", f"unexpected moderation answer: {e!r}") from None
-        crisis = bool(flags & CRISIS)
-        reject = flags & REJECT - (_CRISIS_ALSO if crisis else set())
-        if reject:
-            return Verdict(rejected="moderation: " + ", ".join(sorted(reject)))
-        return Verdict(crisis=crisis)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(_copy(e))
+            if not isinstance(e, Exception):
+                raise
+            return
+        for (_, future), verdict in zip(batch, verdicts):
+            if not future.done():  # its job gave up waiting (a timeout)
+                future.set_result(verdict)
 
     async def reply(self, text: str, language: str) -> str:
         response = await self._call("chat", "POST", "/chat/completions", {

@@ -7,7 +7,8 @@ The real ``openai`` client talks to it over HTTP. Tests steer it:
   ``moderation_script`` the same for /moderations (404 plays a server without that endpoint);
 - a confession containing ``[flag:CATEGORY]`` (e.g. ``[flag:hate]``, ``[flag:self-harm]``) is
   flagged for that category by ``/moderations``;
-- ``calls`` counts requests per endpoint; ``prompts`` keeps each chat call's system prompt, ``asked`` its confession.
+- ``calls`` counts requests per endpoint; ``prompts`` keeps each chat call's system prompt, ``asked`` its confession,
+  ``moderated`` each /moderations request's inputs.
 
 Run alone for manual tries and benchmarks: ``python tests/fake_openai.py --port 8700``.
 """
@@ -39,6 +40,7 @@ class FakeOpenAI:
         self.call_times: list[float] = []
         self.prompts: list[str] = []
         self.asked: list[str] = []
+        self.moderated: list[list[str]] = []  # each /moderations request's inputs
         self.app = web.Application()
         self.app.router.add_post("/v1/chat/completions", self.chat)
         self.app.router.add_post("/v1/moderations", self.moderations)
@@ -100,6 +102,7 @@ class FakeOpenAI:
         if scripted is not None:
             return scripted
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        self.moderated.append(inputs)
         results = []
         for text in inputs:
             flagged = set(FLAG.findall(text))

@@ -3,13 +3,14 @@ errors are not retried, a missing moderations endpoint is said once and not hamm
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
-from cwalld.ai import AI, AIError
+from cwalld.ai import AI, AIError, Verdict
 from cwalld.config import AI as AISettings
 from tests.conftest import Api, free_port, test_config
 
@@ -111,5 +112,35 @@ async def test_an_unreachable_server_is_a_connection_failure() -> None:
         with pytest.raises(AIError) as e:
             await ai.moderate("Bir itiraf.")
         assert e.value.kind == "connection" and not e.value.permanent
+    finally:
+        await ai.close()
+
+
+async def test_texts_moderated_together_go_in_one_request_each_with_its_own_verdict(fake_ai: Any) -> None:
+    """Jobs that read their confessions together ask for moderation together: one request with a
+    list (issue 13: a third of the AI requests gone at five consumers), each its own answer."""
+    ai = AI(AISettings(api_key="k", base_url=fake_ai.url, request_timeout=2))
+    try:
+        texts = ["Sıradan bir itiraf.", "Nefret dolu [flag:hate] bir itiraf.", "Artık [flag:self-harm] dayanamıyorum."]
+        verdicts = await asyncio.gather(*(ai.moderate(t) for t in texts))
+        assert fake_ai.moderated == [texts]
+        assert verdicts == [Verdict(), Verdict(rejected="moderation: hate"), Verdict(crisis=True)]
+        assert await ai.moderate("Tek başına bir itiraf.") == Verdict()  # one alone: a request of its own
+        assert fake_ai.moderated[-1] == ["Tek başına bir itiraf."]
+    finally:
+        await ai.close()
+
+
+async def test_a_failed_moderation_request_fails_only_its_own_texts_each_with_its_own_error(fake_ai: Any) -> None:
+    ai = AI(AISettings(api_key="k", base_url=fake_ai.url, request_timeout=2))
+    try:
+        fake_ai.moderation_script.append((429, {"Retry-After": "3"}))
+        failed = await asyncio.gather(*(ai.moderate(f"Bekleyen itiraf {i}.") for i in range(3)), return_exceptions=True)
+        assert all(isinstance(e, AIError) and e.kind == "rate_limited" and e.retry_after == 3.0 for e in failed), failed
+        assert len({id(e) for e in failed}) == 3  # each job raises its own exception object
+        assert await ai.moderate("Sonraki itiraf.") == Verdict()  # the next request is not held by it
+        fake_ai.moderation_script.append((200, {}))  # an answer without results is no verdict
+        with pytest.raises(AIError, match="unexpected moderation answer"):
+            await ai.moderate("Garip cevap alan itiraf.")
     finally:
         await ai.close()
