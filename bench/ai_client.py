@@ -87,7 +87,7 @@ async def adapters(base: str, jobs: int) -> dict[str, float]:
     import cwalld.ai
 
     together = cwalld.ai.MODERATION_BATCH
-    for name, batch in (("cwalld.ai, direct aiohttp", 1), ("cwalld.ai, moderation asked together", together)):
+    for name, batch in (("cwalld.ai, direct aiohttp", 1), ("cwalld.ai, batched", together)):
         cwalld.ai.MODERATION_BATCH = batch
         ai = AI(Settings(api_key="x", base_url=base, request_timeout=5))
 
