@@ -98,11 +98,11 @@ class FakeOpenAI:
     async def moderations(self, request: web.Request) -> web.Response:
         self.calls["moderations"] += 1
         body = await request.json()
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        self.moderated.append(inputs)
         scripted = await self._scripted(self.moderation_script)
         if scripted is not None:
             return scripted
-        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        self.moderated.append(inputs)
         results = []
         for text in inputs:
             flagged = set(FLAG.findall(text))
