@@ -87,6 +87,7 @@ class Coalesced:
     async def _open(self) -> _Connection:
         o, loop = self._options, asyncio.get_running_loop()
         conn = _Connection(self.timeout)
+        hello: list[tuple[bytes, asyncio.Future[Any]]] = []  # AUTH and SELECT, answered before anything else
         try:
             async with asyncio.timeout(self.connect_timeout):
                 if "path" in o:
@@ -99,7 +100,6 @@ class Coalesced:
                         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         if self.keepalive:
                             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                hello: list[tuple[bytes, asyncio.Future[Any]]] = []
                 if o.get("password"):
                     auth = ("AUTH", o["username"], o["password"]) if o.get("username") else ("AUTH", o["password"])
                     hello.append((_pack(auth), loop.create_future()))
@@ -109,21 +109,25 @@ class Coalesced:
                     conn.send(hello)
                     for _, future in hello:
                         await future
-        except TimeoutError:
+        except BaseException as e:
             conn.close()
-            raise RedisTimeoutError("Timeout connecting to Redis") from None
-        except BaseException:
-            conn.close()
+            for _, future in hello:  # failed by the close, awaited by nobody now
+                if future.done() and not future.cancelled():
+                    future.exception()
+            if isinstance(e, TimeoutError):
+                raise RedisTimeoutError("Timeout connecting to Redis") from None
             raise
         return conn
 
     async def aclose(self, wait: float = 1.0) -> None:
         """Close after what is already sent is answered, for up to ``wait`` seconds (0 for a
-        connection blocked in BLPOP or XREAD: its answer is nobody's any more)."""
+        connection blocked in BLPOP or XREAD: its answer is nobody's any more). A connect under
+        way is waited for whatever ``wait`` says (it ends within ``connect_timeout``): made after
+        the close, its connection would stay open."""
         self._closed = True
         self._flush()
         if self._connecting is not None:
-            await asyncio.wait([self._connecting], timeout=wait or None)
+            await asyncio.wait([self._connecting])
         if self._conn is not None:
             await self._conn.drained(wait)
             self._conn.close()

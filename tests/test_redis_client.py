@@ -104,3 +104,21 @@ async def test_a_caller_that_gives_up_does_not_shift_the_answers_of_the_others(c
     slow.cancel()
     assert await quick == b"mine"  # Redis answers in order: the cancelled reply is dropped, not handed on
     assert await commands.call("ECHO", "next") == b"next"
+
+
+async def test_closing_while_a_connection_is_being_made_leaves_nothing_running(own_redis: Any) -> None:
+    """A close during the connect returned after ``wait`` with the connect still going on: a
+    connection made after the close would have been left open, its task pending."""
+    proxy = SilentProxy(own_redis.port)
+    await proxy.start()
+    proxy.silence()
+    commands = Coalesced(proxy.url.removesuffix("/0") + "/1", connect_timeout=1.0)  # SELECT 1 is never answered
+    try:
+        call = commands.call("PING")
+        await asyncio.sleep(0.1)  # the connect is under way
+        await commands.aclose(wait=0.1)
+        assert [t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "Coalesced._connect"] == []
+        with pytest.raises(RedisTimeoutError):
+            await call
+    finally:
+        await proxy.stop()
