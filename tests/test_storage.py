@@ -28,6 +28,18 @@ async def test_migrations_apply_once(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+async def test_processes_starting_together_on_a_new_database_all_open(tmp_path: Path) -> None:
+    # SQLite answers "database is locked" at once, without its busy handler, to a connection
+    # turning a database to WAL while another does the same (waiting could deadlock).
+    for attempt in range(30):
+        path = str(tmp_path / f"new{attempt}.db")
+        stores = [SQLiteStorage(path) for _ in range(3)]
+        await asyncio.gather(*(s.open() for s in stores))
+        assert sum(s.created for s in stores) == 1
+        for s in stores:
+            await s.close()
+
+
 async def test_hot_queries_use_indexes(tmp_path: Path) -> None:
     s = SQLiteStorage(str(tmp_path / "q.db"))
     await s.open()

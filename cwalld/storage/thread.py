@@ -77,6 +77,21 @@ def _fetch(sql: str, args: Iterable[Any]) -> Op:
     return op
 
 
+def _pragma(conn: sqlite3.Connection, pragma: str, patience: float = 10.0) -> None:
+    """Set ``pragma``, trying again while SQLite says the database is busy. Turning a database
+    to WAL is refused at once, without the busy handler, when another connection is doing the
+    same (waiting could deadlock): processes starting together on a new database."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            conn.execute(f"PRAGMA {pragma}")
+            return
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
 class SQLiteThread:
     def __init__(self, path: str, pragmas: list[str], slow_query_ms: float = 100.0, grouped: bool = False,
                  name: str = "sqlite") -> None:
@@ -138,7 +153,7 @@ class SQLiteThread:
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             for pragma in self.pragmas:
-                conn.execute(f"PRAGMA {pragma}")
+                _pragma(conn, pragma)
         except Exception as e:  # noqa: BLE001 - handed to open()'s caller
             with self._gate:
                 self._accepting = False
