@@ -21,7 +21,8 @@ from tests.test_admin import admin_token
 @pytest.fixture
 async def held(tmp_path: Path, fake_ai: Any, make_client: Any) -> Api:
     cfg = test_config(tmp_path, fake_ai.url, moderation={"on_unavailable": "hold"}, queue={"sweep_grace": 0.0},
-                      ai={"breaker_failures": 1000})  # each outage below is scripted call by call
+                      ai={"breaker_failures": 1000},  # each outage below is scripted call by call
+                      scheduler={"recovery": "0 0 1 1 *"})  # the tests run recovery themselves, when they mean to
     return Api(await make_client(cfg))
 
 

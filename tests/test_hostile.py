@@ -154,6 +154,7 @@ async def test_malformed_requests_are_one_rate_limited_line_not_tracebacks(tmp_p
     """Each malformed HTTP request wrote a full ERROR traceback (2,000 → 1 MB of log): now one
     bad_request warning a second at most, with how many were suppressed."""
     import asyncio
+    import time
 
     d = daemons(tmp_path)
     await d.start()
@@ -165,14 +166,17 @@ async def test_malformed_requests_are_one_rate_limited_line_not_tracebacks(tmp_p
         await w.drain()
         w.close()
 
+    started = time.monotonic()
     for start in range(0, 2000, 100):
         await asyncio.gather(*(bad(i) for i in range(start, start + 100)))
     await asyncio.sleep(1.2)
     await bad(0)  # a later one is told again, with the count of those held back
     await asyncio.sleep(0.3)
+    seconds = time.monotonic() - started
     log = d.log.read_text()[before:]
     lines = [line for line in log.splitlines() if '"bad_request"' in line]
-    assert "Traceback" not in log and 1 <= len(lines) <= 6, log[:2000]
+    # one line a second at most (CI's slow runs took up to 8 s for the 2,000)
+    assert "Traceback" not in log and 1 <= len(lines) <= seconds + 1, (seconds, log[:2000])
     assert '"suppressed":' in lines[-1] and len(log) < 5000, len(log)
 
 
