@@ -422,9 +422,9 @@ def main() -> None:
         figure("RSS MB, after its scenarios", busy_rss, "embedded daemon")
         figure("RSS MB, idle after start (redis)", idle_rss_redis, "redis mode, with an AI key")
         figure("RSS MB, after its scenarios (redis)", busy_rss_redis, "redis mode")
-        from bench.ai_client import adapters
+        from bench.ai_client import measured
 
-        for name, us in asyncio.run(adapters(ai_url, args.ai_jobs)).items():
+        for name, us in measured(ai_url, args.ai_jobs).items():
             figure(f"AI job: {name}", us, "µs of CPU per job (moderation + chat), client side", cpu_us=us)
         if args.storage == "postgres":
             pg = stack.enter_context(postgres_database(args.postgres))

@@ -2,11 +2,12 @@
 
 ``.venv/bin/python -m bench.ai_client [--jobs N]`` (also rows of ``make bench``) compares, on
 the same fake server (its own process, so its CPU is not counted), the ``openai`` client as the
-daemon used it (httpx), the ``openai`` client on its aiohttp transport, and cwalld's direct
-aiohttp adapter (``cwalld.ai.AI``). The ``openai`` rows need ``pip install -e '.[bench]'`` (the
-daemon no longer depends on it); without it they are left out. CPU is this process's
+daemon used it (httpx), the ``openai`` client on its aiohttp transport, a direct aiohttp client
+(session.post + orjson, as the adapter was before it got its own client) and the adapter
+(``cwalld.ai.AI`` on ``cwalld.http_client``). The ``openai`` rows need ``pip install -e
+'.[bench]'`` (the daemon no longer depends on it); without it they are left out. CPU is this process's
 (``time.process_time``, from /proc): it does not depend on what else the machine does. Five
-jobs at a time, as five consumers would run them.
+jobs at a time, as five consumers would run them, on uvloop as the daemon runs.
 """
 
 from __future__ import annotations
@@ -21,8 +22,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from cwalld.cli import run
+
 ROOT = Path(__file__).resolve().parent.parent
 CONCURRENCY = 5
+
+
+def measured(base: str, jobs: int) -> dict[str, float]:
+    """``adapters`` on the daemon's event loop (uvloop)."""
+    return run(lambda: adapters(base, jobs))
 
 
 def fake_server(port: int) -> subprocess.Popen[bytes]:
@@ -82,12 +90,29 @@ async def adapters(base: str, jobs: int) -> dict[str, float]:
                 api_key="x", base_url=base, max_retries=0, timeout=5, http_client=openai.DefaultAioHttpClient()))
         except RuntimeError as e:  # httpx-aiohttp not installed
             print(f"  (openai aiohttp transport: {e})", file=sys.stderr)
+    import aiohttp
+    import orjson
+
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+    headers = {"Authorization": "Bearer x", "Content-Type": "application/json", "User-Agent": "cwalld"}
+
+    async def direct(i: int) -> None:
+        for path, body in (("/moderations", {"input": text.format(i), "model": "omni-moderation-latest"}),
+                           ("/chat/completions", {"model": "gpt-4o-mini", "max_tokens": 300, "temperature": 0.7,
+                                                  "messages": [{"role": "system", "content": "Reply."},
+                                                               {"role": "user", "content": text.format(i)}]})):
+            async with session.post(base + path, data=orjson.dumps(body), headers=headers) as r:
+                orjson.loads(await r.read())
+    try:
+        results["direct aiohttp client"] = await measure(direct, jobs)
+    finally:
+        await session.close()
     # The same two requests per job as the rows above (MODERATION_BATCH = 1), then as the daemon
     # runs it: moderation asked in the same loop iteration by several jobs in one request.
     import cwalld.ai
 
     together = cwalld.ai.MODERATION_BATCH
-    for name, batch in (("cwalld.ai, direct aiohttp", 1), ("cwalld.ai, batched", together)):
+    for name, batch in (("cwalld.ai", 1), ("cwalld.ai, batched", together)):
         cwalld.ai.MODERATION_BATCH = batch
         ai = AI(Settings(api_key="x", base_url=base, request_timeout=5))
 
@@ -116,6 +141,6 @@ if __name__ == "__main__":
     a = p.parse_args()
     server = fake_server(a.port)
     try:
-        asyncio.run(main(a.jobs, a.port))
+        run(lambda: main(a.jobs, a.port))
     finally:
         server.terminate()

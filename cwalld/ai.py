@@ -1,11 +1,12 @@
 """The AI adapter: moderation and a short empathetic reply over any OpenAI-compatible API.
 
-Two POSTs of JSON (``/moderations``, ``/chat/completions`` under ``[ai].base_url``) on one
-aiohttp session; texts to moderate asked in one loop iteration share one request (a list). Why
-not the ``openai`` package: measured on the same fake server (``python -m bench.ai_client``,
-client CPU per job of moderation + chat), it cost ~6 ms (httpx, anyio, pydantic models both
-ways), ~5 ms on its aiohttp transport, against ~0.65 ms here, and ~20 MB of resident memory.
-We use two endpoints and a few fields of each.
+Two POSTs of JSON (``/moderations``, ``/chat/completions`` under ``[ai].base_url``) on kept-alive
+connections (``http_client``); texts to moderate asked in one loop iteration share one request
+(a list). Why not the ``openai`` package: measured on the same fake server (``python -m
+bench.ai_client``, client CPU per job of moderation + chat), it cost ~6 ms (httpx, anyio,
+pydantic models both ways), ~5 ms on its aiohttp transport, against ~0.65 ms on aiohttp's own
+client and less on ours, and ~20 MB of resident memory. We use two endpoints and a few fields
+of each.
 
 Nothing is retried here: retries and backoff belong to the job queue, which can spread them over
 time and across processes. Failures surface as ``AIError`` with a ``kind`` (timeout,
@@ -22,13 +23,13 @@ from email.utils import parsedate_to_datetime
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
 import structlog
 
 from cwalld import metrics
 from cwalld.breaker import Breaker, State
 from cwalld.config import AI as AISettings
+from cwalld.http_client import HTTPClient
 
 log = structlog.get_logger("cwalld.ai")
 
@@ -135,7 +136,7 @@ class AI:
         self.base = settings.base_url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {settings.api_key}", "Content-Type": "application/json",
                         "User-Agent": "cwalld"}
-        self._session: aiohttp.ClientSession | None = None  # made in the running loop, at first use
+        self._client: HTTPClient | None = None  # made at first use: a key-less daemon never needs it
         self._to_moderate: list[tuple[str, asyncio.Future[Verdict]]] = []  # asked in this loop iteration
         self._moderating: set[asyncio.Task[None]] = set()
 
@@ -144,13 +145,10 @@ class AI:
         return bool(self.settings.api_key)
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=300),
-                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
-                json_serialize=lambda o: orjson.dumps(o).decode())
-        return self._session
+    def client(self) -> HTTPClient:
+        if self._client is None:
+            self._client = HTTPClient(self.base, self.headers, self.settings.request_timeout)
+        return self._client
 
     @property
     def health(self) -> str:
@@ -175,8 +173,8 @@ class AI:
         return Breaker(self.settings.breaker_failures, self.settings.breaker_cooldown, changed)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
     async def ping(self) -> None:
         await self._call("models", "GET", "/models")
@@ -277,19 +275,18 @@ class AI:
         """One HTTP call; its failure as an ``AIError``: a kind for logs and metrics, whether
         trying again can help, and how long the server asked us to wait."""
         try:
-            async with self.session.request(method, self.base + path, json=body, headers=self.headers) as r:
-                raw = await r.read()
-                if r.status >= 400:
-                    if r.status in PERMANENT:
-                        raise AIError(PERMANENT[r.status], f"HTTP {r.status}", permanent=True)
-                    kind = "rate_limited" if r.status == 429 else "server" if r.status >= 500 else "other"
-                    raise AIError(kind, f"HTTP {r.status}", retry_after=retry_after(r.headers, self.settings.max_retry_after))
-        except asyncio.TimeoutError:
+            r = await self.client.request(method, path, None if body is None else orjson.dumps(body))
+        except TimeoutError:
             raise AIError("timeout", f"no answer in {self.settings.request_timeout} s") from None
-        except (aiohttp.ClientError, OSError) as e:
+        except OSError as e:  # refused, reset, DNS, TLS, a malformed answer
             raise AIError("connection", str(e) or type(e).__name__) from None
+        if r.status >= 400:
+            if r.status in PERMANENT:
+                raise AIError(PERMANENT[r.status], f"HTTP {r.status}", permanent=True)
+            kind = "rate_limited" if r.status == 429 else "server" if r.status >= 500 else "other"
+            raise AIError(kind, f"HTTP {r.status}", retry_after=retry_after(r.headers, self.settings.max_retry_after))
         try:
-            return orjson.loads(raw)
+            return orjson.loads(r.body)
         except orjson.JSONDecodeError as e:
             raise AIError("other", f"not JSON: {e}") from None
 

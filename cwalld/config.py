@@ -16,11 +16,19 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+
+
+def _http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in 1..65535
+        return False
 
 
 class ConfigError(Exception):
@@ -590,7 +598,8 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
     need(cfg.ai.breaker_cooldown > 0, "ai.breaker_cooldown", "must be greater than 0")
     need(cfg.ai.regenerate_per_minute > 0, "ai.regenerate_per_minute", "must be greater than 0")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
-    need(cfg.ai.base_url.startswith(("http://", "https://")), "ai.base_url", "must be an http(s) URL")
+    need(_http_url(cfg.ai.base_url), "ai.base_url", "must be an http(s) URL with a host (and a numeric port, if any)")
+    need(not any(c in cfg.ai.api_key for c in "\r\n\0"), "ai.api_key", "must be one line")
     need(cfg.ai.language in LANGUAGES, "ai.language", "must be tr or en")
     for lang in LANGUAGES:
         need(all(r.strip() for r in getattr(cfg.ai.fallback_replies, lang)), f"ai.fallback_replies.{lang}",

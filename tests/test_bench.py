@@ -20,7 +20,7 @@ def test_bench_smoke_prints_the_table() -> None:
                      "feed, uncached, first page", "signed-in POST, embedded", "signed-in POST, redis",
                      "create → published, embedded", "create → published, redis", "backlog drain, redis",
                      "redis queue jobs/s", "popular job, seconds", "RSS MB, idle after start",
-                     "RSS MB, idle after start (redis)", "AI job: cwalld.ai, direct aiohttp",
+                     "RSS MB, idle after start (redis)", "AI job: cwalld.ai", "AI job: direct aiohttp client",
                      "cwalld migrate, seconds", "signed-in POST, postgres ×1", "feed, cached (postgres ×2)",
                      "create → published, postgres ×3", "feed, uncached (postgres ×3)"):
         assert scenario in names, scenario

@@ -52,6 +52,9 @@ def test_floats_accepted_for_seconds() -> None:
     ({"log": {"level": "loud"}}, "log.level"),
     ({"storage": {"synchronous": "off"}}, "storage.synchronous"),
     ({"scheduler": {"timezone": "Mars/Olympus"}}, "scheduler.timezone"),
+    ({"ai": {"base_url": "http:///v1"}}, "ai.base_url"),
+    ({"ai": {"base_url": "https://api.example:eighty/v1"}}, "ai.base_url"),
+    ({"ai": {"api_key": "sk-1\r\nX-Evil: 1"}}, "ai.api_key"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as e:
