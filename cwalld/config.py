@@ -23,12 +23,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 
-def _http_url(url: str) -> bool:
+def _http_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as the AI's base URL, or None."""
     try:
         parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
-    except ValueError:  # a port that is not a number in 1..65535
-        return False
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number in 1..65535, a broken [IPv6] literal
+        usable = False
+    if not usable:
+        return "must be an http(s) URL with a host (and a numeric port, if any)"
+    if parts.username is not None or parts.password is not None:
+        return "must not hold a user or password (the key goes in ai.api_key)"
+    return None
 
 
 class ConfigError(Exception):
@@ -598,7 +604,8 @@ def _check(cfg: Config, problems: list[ConfigError]) -> None:
     need(cfg.ai.breaker_cooldown > 0, "ai.breaker_cooldown", "must be greater than 0")
     need(cfg.ai.regenerate_per_minute > 0, "ai.regenerate_per_minute", "must be greater than 0")
     need(cfg.ai.max_reply_chars >= 20, "ai.max_reply_chars", "must be at least 20")
-    need(_http_url(cfg.ai.base_url), "ai.base_url", "must be an http(s) URL with a host (and a numeric port, if any)")
+    url_problem = _http_url_problem(cfg.ai.base_url)
+    need(url_problem is None, "ai.base_url", url_problem or "")
     need(not any(c in cfg.ai.api_key for c in "\r\n\0"), "ai.api_key", "must be one line")
     need(cfg.ai.language in LANGUAGES, "ai.language", "must be tr or en")
     for lang in LANGUAGES:

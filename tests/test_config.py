@@ -54,6 +54,7 @@ def test_floats_accepted_for_seconds() -> None:
     ({"scheduler": {"timezone": "Mars/Olympus"}}, "scheduler.timezone"),
     ({"ai": {"base_url": "http:///v1"}}, "ai.base_url"),
     ({"ai": {"base_url": "https://api.example:eighty/v1"}}, "ai.base_url"),
+    ({"ai": {"base_url": "https://user:secret@api.example/v1"}}, "ai.base_url"),
     ({"ai": {"api_key": "sk-1\r\nX-Evil: 1"}}, "ai.api_key"),
 ])
 def test_bad_values_name_the_key(raw: dict, key: str) -> None:
