@@ -189,7 +189,7 @@ async def test_an_unanswered_request_times_out_within_its_bound(serve: Any) -> N
     started = loop.time()
     with pytest.raises(TimeoutError):
         await client.request("GET", "/models")
-    assert 0.2 <= loop.time() - started < 0.5
+    assert 0.2 <= loop.time() - started < 1.0  # against an hour of silence
 
 
 async def test_tls_is_checked_against_the_trust_store(serve: Any, tmp_path: Path, monkeypatch: Any) -> None:
