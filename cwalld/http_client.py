@@ -19,6 +19,7 @@ and ``ConnectionError`` (``HTTPProtocolError`` for a malformed answer) or anothe
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 import zlib
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit
 
 MAX_HEAD = 64 * 1024  # status line and headers of one response
 IDLE_KEPT = 32  # idle connections kept for the next requests; more are closed
+_DIGITS = re.compile(r"[0-9]{1,15}")  # ASCII only: str.isdigit() also says yes to "²", which int() refuses
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 
 
 class HTTPProtocolError(ConnectionError):
@@ -120,7 +123,7 @@ class _Connection(asyncio.Protocol):
         elif status in (204, 304):
             body = b""
         elif (length := headers.get("content-length")) is not None:
-            if not length.isdigit() or int(length) > self.max_body:
+            if not _DIGITS.fullmatch(length) or int(length) > self.max_body:
                 raise HTTPProtocolError(f"unusable Content-Length: {length[:40]!r}")
             n = int(length)
             if len(buf) < n:
@@ -154,10 +157,9 @@ class _Connection(asyncio.Protocol):
                     raise HTTPProtocolError("chunk size line too long")
                 return False
             size_text = bytes(buf[:line_end]).split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise HTTPProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+            if not _HEX.fullmatch(size_text):  # int(, 16) would take "-5" (a loop that never ends) or "0x5"
+                raise HTTPProtocolError(f"bad chunk size {size_text[:20]!r}")
+            size = int(size_text, 16)
             if size == 0:
                 trailers_end = buf.find(b"\r\n\r\n", line_end) if buf[line_end:line_end + 4] != b"\r\n\r\n" else line_end
                 if trailers_end < 0:
@@ -177,7 +179,7 @@ def _head(raw: bytes) -> tuple[int, dict[str, str], bool]:
     lines = raw.decode("latin-1").split("\r\n")
     version, _, rest = lines[0].partition(" ")
     code = rest[:3]
-    if not version.startswith("HTTP/1.") or not code.isdigit():
+    if not version.startswith("HTTP/1.") or not _DIGITS.fullmatch(code):
         raise HTTPProtocolError(f"not an HTTP/1.x status line: {lines[0][:60]!r}")
     headers: dict[str, str] = {}
     for line in lines[1:]:

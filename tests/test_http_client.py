@@ -155,9 +155,14 @@ async def test_an_answer_larger_than_allowed_is_refused(serve: Any, raw: bytes) 
     b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1000\r\n",  # looped for ever on the event loop
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\n{}\r\n0\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\n{}",  # a digit to str.isdigit, not to int()
+    b"HTTP/1.1 \xb200 OK\r\nContent-Length: 2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",
     b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 2\r\n\r\n{}",
-])
+], ids=["not-http", "header", "length", "chunk-size", "negative-chunk", "0x-chunk", "unicode-length",
+        "unicode-status", "br", "bad-gzip"])
 async def test_a_malformed_answer_is_a_protocol_error(serve: Any, raw: bytes) -> None:
     _, client = await serve(lambda n: [raw])
     with pytest.raises(HTTPProtocolError):
