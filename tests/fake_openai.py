@@ -21,6 +21,8 @@ import re
 import time
 from collections import Counter, deque
 
+import orjson
+import uvloop
 from aiohttp import web
 
 CATEGORIES = [
@@ -74,13 +76,12 @@ class FakeOpenAI:
         else:
             status = int(step)
             headers = {"retry-after-ms": "10"} if status == 429 else {}
-        return web.json_response({"error": {"message": f"scripted {status}", "type": "fake"}}, status=status,
-                                 headers=headers)
+        return _json({"error": {"message": f"scripted {status}", "type": "fake"}}, status=status, headers=headers)
 
     async def chat(self, request: web.Request) -> web.Response:
         self.calls["chat"] += 1
         self.call_times.append(time.monotonic())
-        body = await request.json()
+        body = orjson.loads(await request.read())
         self.prompts += [m["content"] for m in body["messages"] if m["role"] == "system"]
         self.asked += [m["content"] for m in body["messages"] if m["role"] == "user"]
         scripted = await self._scripted(self.script)
@@ -88,7 +89,7 @@ class FakeOpenAI:
             return scripted
         user = next(m["content"] for m in body["messages"] if m["role"] == "user")
         text = f"Seni duyuyoruz. ({len(user)} karakterlik itirafına yapay zekâ yanıtı)"
-        return web.json_response({
+        return _json({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": text}}],
@@ -97,7 +98,7 @@ class FakeOpenAI:
 
     async def moderations(self, request: web.Request) -> web.Response:
         self.calls["moderations"] += 1
-        body = await request.json()
+        body = orjson.loads(await request.read())
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         self.moderated.append(inputs)
         scripted = await self._scripted(self.moderation_script)
@@ -112,12 +113,18 @@ class FakeOpenAI:
                 "category_scores": {c: 0.99 if c in flagged else 0.001 for c in CATEGORIES},
                 "category_applied_input_types": {c: ["text"] for c in CATEGORIES},
             })
-        return web.json_response({"id": "modr-fake", "model": body.get("model", "x"), "results": results})
+        return _json({"id": "modr-fake", "model": body.get("model", "x"), "results": results})
 
     async def models(self, request: web.Request) -> web.Response:
         self.calls["models"] += 1
-        return web.json_response({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model",
+        return _json({"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model",
                                                               "created": 0, "owned_by": "fake"}]})
+
+
+def _json(data: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # orjson, not aiohttp's json.dumps: in `make bench` this server shares the machine with the
+    # daemon, and its CPU is not the daemon's (a real AI answers from elsewhere).
+    return web.Response(body=orjson.dumps(data), status=status, headers=headers, content_type="application/json")
 
 
 def main() -> None:
@@ -127,6 +134,7 @@ def main() -> None:
     p.add_argument("--latency", type=float, default=0.0)
     args = p.parse_args()
     fake = FakeOpenAI(args.latency)
+    uvloop.install()  # as lean as it can be: in `make bench` its CPU comes out of the daemon's machine
     web.run_app(fake.app, host=args.host, port=args.port, access_log=None, print=lambda *_: None)
 
 
