@@ -72,6 +72,10 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def expire(self) -> None:
+        """The request's time is up: its caller hears ``TimeoutError``."""
+        self._fail(TimeoutError())
+
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._waiter.done():
             self.close()  # an answer nobody asked for (or waits for any more): never reuse
@@ -231,18 +235,29 @@ class HTTPClient:
         self._busy: set[_Connection] = set()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> Response:
-        async with asyncio.timeout(self.timeout):
-            conn = self._idle_connection() or await self._connect()
-            self._busy.add(conn)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout  # one bound over connect, send and answer
+        conn = self._idle_connection()
+        if conn is None:
+            async with asyncio.timeout_at(deadline):
+                conn = await self._connect()
+        self._busy.add(conn)
+        try:
+            length = b"Content-Length: %d\r\n" % len(body) if body is not None else b""
+            head = f"{method} {self.base_path}{path} HTTP/1.1\r\n".encode("latin-1")
+            answer = conn.request(head + self._fixed + length + b"\r\n" + (body or b""))
+            # A timer on the answer, not asyncio.timeout around the await: the same bound at a
+            # sixth of the CPU (~0.65 µs against ~3.9 µs per request, uvloop, process_time).
+            timer = loop.call_at(deadline, conn.expire)
             try:
-                length = b"Content-Length: %d\r\n" % len(body) if body is not None else b""
-                head = f"{method} {self.base_path}{path} HTTP/1.1\r\n".encode("latin-1")
-                response = await conn.request(head + self._fixed + length + b"\r\n" + (body or b""))
-            except BaseException:
-                conn.close()  # an answer may still come: this connection is out of step
-                raise
+                response = await answer
             finally:
-                self._busy.discard(conn)
+                timer.cancel()
+        except BaseException:
+            conn.close()  # an answer may still come: this connection is out of step
+            raise
+        finally:
+            self._busy.discard(conn)
         if not conn.closed and len(self._idle) < IDLE_KEPT:
             self._idle.append(conn)
         else:

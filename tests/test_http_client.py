@@ -197,6 +197,17 @@ async def test_an_unanswered_request_times_out_within_its_bound(serve: Any) -> N
     assert 0.2 <= loop.time() - started < 1.0  # against an hour of silence
 
 
+async def test_a_request_on_a_kept_connection_is_bounded_too(serve: Any) -> None:
+    server, client = await serve(lambda n: [OK] if n == 1 else None, timeout=0.2)
+    assert (await client.request("GET", "/models")).body == b'{"ok": true}'
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await client.request("GET", "/models")  # on the kept-alive connection: never answered
+    assert 0.2 <= loop.time() - started < 1.0
+    assert server.connections == 1
+
+
 async def test_tls_is_checked_against_the_trust_store(serve: Any, tmp_path: Path, monkeypatch: Any) -> None:
     key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
