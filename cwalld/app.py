@@ -24,7 +24,7 @@ from aiohttp import web
 from cwalld import config as configmod
 from cwalld import control, http, logs, metrics, tasks
 from cwalld.ai import AI
-from cwalld.cache import Cache
+from cwalld.cache import Cache, remote_bound
 from cwalld.cache.local import LocalCache
 from cwalld.config import Config, ConfigError
 from cwalld.http.guard import Guard
@@ -70,7 +70,7 @@ def make_cache(config: Config, lag: LoopLag | None = None) -> Cache:
     if config.redis.url:
         from cwalld.cache.redis import RedisCache
 
-        return Cache(RedisCache(config.redis.url, config.redis.prefix), lag=lag)
+        return Cache(RedisCache(config.redis.url, config.redis.prefix, remote_bound(lag or (lambda: 0.0))), lag=lag)
     return Cache(LocalCache(config.cache.max_entries, config.cache.max_bytes))
 
 

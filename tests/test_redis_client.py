@@ -106,6 +106,21 @@ async def test_a_caller_that_gives_up_does_not_shift_the_answers_of_the_others(c
     assert await commands.call("ECHO", "next") == b"next"
 
 
+async def test_a_call_within_a_bound_times_out_alone_and_its_late_answer_is_dropped(commands: Coalesced) -> None:
+    await commands.call("SET", "k", "v")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    slow = asyncio.ensure_future(commands.within(
+        0.05, "EVAL", "local t = redis.call('TIME') local s = t[1] * 1e6 + t[2] "
+        "repeat t = redis.call('TIME') until t[1] * 1e6 + t[2] - s > 150000 return 'late'", 0))
+    after = asyncio.ensure_future(commands.within(5, "GET", "k"))  # answered after the slow one, on the same connection
+    with pytest.raises(TimeoutError):
+        await slow
+    assert loop.time() - started >= 0.05  # its bound: the answer itself (0.15 s) never reached it
+    assert await after == b"v"
+    assert await commands.within(0.5, "GET", "k") == b"v"  # the connection stays in step
+
+
 async def test_closing_while_a_connection_is_being_made_leaves_nothing_running(own_redis: Any) -> None:
     """A close during the connect returned after ``wait`` with the connect still going on: a
     connection made after the close would have been left open, its task pending."""

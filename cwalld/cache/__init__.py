@@ -41,8 +41,16 @@ SLOW_STREAK = 3  # slow calls in a row that put it aside
 TURNS = 4  # turns of our own loop a round trip needs (send, read, parse, wake the caller): each may be late
 
 
+def remote_bound(lag: Callable[[], float]) -> Callable[[], float]:
+    """Seconds a remote backend's call may take: SLOW, and the answer waits for our loop's turns too."""
+    return lambda: SLOW + TURNS * lag()
+
+
 class CacheBackend(Protocol):
-    remote: bool  # over the network: bounded by SLOW and may be away
+    # Over the network: may be slow or away. A remote backend answers each call (but
+    # purge_pages) within ``remote_bound`` or raises TimeoutError: a timer per call of its own
+    # rather than asyncio.timeout around it (~0.7 µs against ~3.9 µs per call on uvloop).
+    remote: bool
     async def lookup(self, gens: list[str], base: str) -> tuple[str, bytes | None]:
         """Fold the current values of ``gens`` into ``base``; return that key and its value."""
 
@@ -85,9 +93,9 @@ class Cache:
         backend = self.backend
         try:
             if self._lost:  # catch up before anything is read: nothing cached before may be served
-                await self._bounded(backend.bump(["global"]), backend.remote)
+                await backend.bump(["global"])
                 self._lost = False
-            result = await self._bounded(op(backend), backend.remote)
+            result = await op(backend)
         except TimeoutError:
             # One slow call may be a passing hiccup: do without the cache for this call; only
             # SLOW_STREAK in a row put it aside — and none counts while our own loop is the slow
@@ -106,12 +114,6 @@ class Cache:
             self._down = False
             log.info("cache_available")
         return result
-
-    async def _bounded(self, call: Awaitable[T], remote: bool) -> T:
-        if not remote:  # in-process: cannot be slow or away
-            return await call
-        async with asyncio.timeout(SLOW + TURNS * self.lag()):  # the answer waits for our loop's turns too
-            return await call
 
     def _aside(self, why: str) -> None:
         self._aside_until = time.monotonic() + PAUSE
