@@ -64,13 +64,13 @@ def make_storage(config: Config) -> Storage:
     return SQLiteStorage(config.storage.path, config.storage.synchronous.upper(), config.log.slow_query_ms)
 
 
-def make_cache(config: Config, lag: LoopLag | None = None) -> Cache:
+def make_cache(config: Config, lag: LoopLag) -> Cache:
     if not config.cache.enabled:
         return Cache(None, enabled=False)
     if config.redis.url:
         from cwalld.cache.redis import RedisCache
 
-        return Cache(RedisCache(config.redis.url, config.redis.prefix, remote_bound(lag or (lambda: 0.0))), lag=lag)
+        return Cache(RedisCache(config.redis.url, config.redis.prefix, remote_bound(lag)), lag=lag)
     return Cache(LocalCache(config.cache.max_entries, config.cache.max_bytes))
 
 
