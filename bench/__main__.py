@@ -57,12 +57,13 @@ class Row:
     ratio: float | None = None
     note: str = ""
     cpu_us: float | None = None  # the server's CPU per request (or per confession), from /proc
+    kernel_us: float | None = None  # the part of cpu_us spent in the kernel (stime): sockets, disk
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/PID/stat."""
+def cpu_seconds(pid: int, kernel: bool = False) -> float:
+    """utime + stime of a process (stime alone with ``kernel``), from /proc/PID/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[12]) + (0 if kernel else int(fields[11]))) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu() -> float:
@@ -129,8 +130,8 @@ class Running:
     url: str
     proc: subprocess.Popen[bytes]
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.proc.pid)
+    def cpu(self, kernel: bool = False) -> float:
+        return cpu_seconds(self.proc.pid, kernel)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -298,7 +299,8 @@ def table(rows: list[Row]) -> str:
         value = f"{r.rps:>9,.0f}" if r.rps >= 100 else f"{r.rps:>9.2f}" if r.rps >= 1 else f"{r.rps:>9.4f}"
         cpu = f"{r.cpu_us:>8,.0f}" if r.cpu_us is not None else f"{'':>8}"
         latency = f"{r.p50_ms:>8.2f} {r.p99_ms:>8.2f}" if r.p50_ms else f"{'':>8} {'':>8}"
-        lines.append(f"{r.scenario:<36} {value} {cpu} {latency} {ratio:>8}  {r.note}")
+        kernel = f"kernel {r.kernel_us:,.0f} µs of it" if r.kernel_us is not None else ""
+        lines.append(f"{r.scenario:<36} {value} {cpu} {latency} {ratio:>8}  {'; '.join(filter(None, [kernel, r.note]))}")
     return "\n".join(lines)
 
 
@@ -346,6 +348,7 @@ def main() -> None:
             urls, pids = (url if isinstance(url, list) else [url]), (pid if isinstance(pid, list) else [pid])
             print(f"  {name}…", file=sys.stderr)
             cpu, pg_cpu = sum(cpu_seconds(p) for p in pids), postgres_cpu() if pg else 0.0
+            kernel = sum(cpu_seconds(p, kernel=True) for p in pids)
             with ThreadPoolExecutor(len(urls)) as pool:
                 runs = list(pool.map(lambda u: wrk(binary, u, d, max(c // len(urls), 1), str(lua) if lua else None), urls))
             rps, requests, failed = sum(r[0] for r in runs), sum(r[3] for r in runs), sum(r[4] for r in runs)
@@ -356,12 +359,13 @@ def main() -> None:
             if pg:
                 server = f"PostgreSQL {(postgres_cpu() - pg_cpu) / max(requests, 1) * 1e6:,.0f} µs/request"
                 note = f"{note}; {server}" if note else server
-            row = Row(name, rps, p50, p99, note=note, cpu_us=cpu_us)
+            kernel_us = (sum(cpu_seconds(p, kernel=True) for p in pids) - kernel) / max(requests, 1) * 1e6
+            row = Row(name, rps, p50, p99, note=note, cpu_us=cpu_us, kernel_us=kernel_us)
             rows.append(row)
             return row
 
-        def figure(name: str, value: float, note: str, cpu_us: float | None = None) -> None:
-            rows.append(Row(name, value, 0.0, 0.0, note=note, cpu_us=cpu_us))
+        def figure(name: str, value: float, note: str, cpu_us: float | None = None, kernel_us: float | None = None) -> None:
+            rows.append(Row(name, value, 0.0, 0.0, note=note, cpu_us=cpu_us, kernel_us=kernel_us))
 
         def create_published(procs: Running | list[Running], mode: str, db: str = db) -> None:
             """POST distinct confessions for the wrk run, then let the backlog drain: confessions
@@ -371,6 +375,7 @@ def main() -> None:
             drain(db)
             pg = is_postgres(db)
             before, cpu, t0 = count_status(db, "published"), sum(r.cpu() for r in group), time.perf_counter()
+            kernel = sum(r.cpu(kernel=True) for r in group)
             ai_cpu = cpu_seconds(fake_ai.pid)  # the stand-in AI shares this machine; a real one answers from elsewhere
             pg_cpu = postgres_cpu() if pg else 0.0
             run(f"signed-in POST, {mode}", [r.url + "/" for r in group], [r.proc.pid for r in group],
@@ -384,7 +389,8 @@ def main() -> None:
             ai = f"; fake AI {(cpu_seconds(fake_ai.pid) - ai_cpu) / max(done, 1) * 1e6:,.0f} µs each"
             figure(f"create → published, {mode}", done / took,
                    f"{done:,} in {took:.1f} s; {during / d:,.0f}/s published during the POST flood{server}{ai}",
-                   cpu_us=(sum(r.cpu() for r in group) - cpu) / max(done, 1) * 1e6)
+                   cpu_us=(sum(r.cpu() for r in group) - cpu) / max(done, 1) * 1e6,
+                   kernel_us=(sum(r.cpu(kernel=True) for r in group) - kernel) / max(done, 1) * 1e6)
             figure(f"backlog drain, {mode}", backlog / drained if backlog else 0.0,
                    f"{backlog:,} pending when the flood ended, gone in {drained:.1f} s")
 
