@@ -128,7 +128,8 @@ async def test_a_missed_tick_runs_once_at_start(tmp_path: Path) -> None:
 
 
 async def test_recovery_job_queues_lost_confessions(tmp_path: Path, fake_ai: Any, make_client: Any) -> None:
-    cfg = test_config(tmp_path, fake_ai.url, queue={"sweep_grace": 0.0})
+    cfg = test_config(tmp_path, fake_ai.url, queue={"sweep_grace": 0.0},
+                      scheduler={"recovery": "0 0 1 1 *"})  # not its every-minute tick: the test runs it
     api = Api(await make_client(cfg))
     wall = api.c.app[WALL]
     token = await api.register()
